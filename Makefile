@@ -1,0 +1,50 @@
+# facestream — the two commands that matter: `make run` and `make test`.
+# Every target installs what is missing first (scripts/setup.sh, idempotent).
+
+SHELL := /bin/bash
+ROOT := $(abspath .)
+SHARED ?= $(abspath $(ROOT)/../shared)
+
+export FACESTREAM_MODELS ?= $(SHARED)/models
+export FACESTREAM_TESTDATA ?= $(SHARED)/testdata
+export FACESTREAM_ORT_LIB ?= $(ROOT)/.deps/onnxruntime/libonnxruntime.so
+export FACESTREAM_TEST_DSN ?= postgres://facestream@127.0.0.1:5432/facestream?sslmode=disable
+export FACESTREAM_DATABASE_URL ?= postgres://facestream@127.0.0.1:5432/facestream?sslmode=disable
+
+GO ?= go
+GOTESTFLAGS ?= -count=1 -timeout 20m
+BIN := $(ROOT)/bin
+
+.PHONY: all setup build run test bench lint fmt clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	@$(GO) build -o $(BIN)/ ./cmd/...
+
+## run: the all-in-one service (in-process NATS, every stage, the HTTP API) against local PostgreSQL.
+run: build
+	@$(BIN)/facestream run
+
+## test: every test, unit and integration, against real PostgreSQL+pgvector, in-process JetStream and real models.
+test: setup
+	@$(GO) vet ./...
+	@$(GO) test $(GOTESTFLAGS) ./...
+
+## bench: the benchmarks (testing.B) of the face engine and the pipeline.
+bench: setup
+	@$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+## lint: go vet plus staticcheck (installed through the Go module proxy).
+lint: setup
+	@$(GO) vet ./...
+	@$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+fmt:
+	@gofmt -l -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN)
