@@ -1,0 +1,126 @@
+package face
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/facestream/facestream/internal/modelpack"
+	"github.com/facestream/facestream/pkg/onnx"
+)
+
+// The model benchmarks time, in one loop and on the same crops, the public
+// call ("full": crops → tensor, Session.Run, decode/normalise) and the bare
+// Session.Run of the same model on the tensor already prepared. They report
+// µs/face for both and overhead-% = full/bare − 1: the engine's own pre- and
+// post-processing cost relative to model time. Interleaving the two keeps
+// the ratio honest on a busy machine; allocs/op counts both calls, and
+// full-allocs/op the public call alone.
+
+func benchCrops(n, w, h int) [][]byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	crops := make([][]byte, n)
+	for i := range crops {
+		c := make([]byte, 3*w*h)
+		for j := range c {
+			c[j] = byte(rng.IntN(256))
+		}
+		crops[i] = c
+	}
+	return crops
+}
+
+// benchPair runs full and, on the tensor r would prepare from crops, bare
+// Session.Run, alternately.
+func benchPair(b *testing.B, r *cropRunner, crops [][]byte, full func() error) {
+	per := r.cropBytes()
+	n := len(crops)
+	if r.batch > 0 {
+		n = r.batch
+	}
+	in := onnx.NewTensor(int64(n), 3, int64(r.h), int64(r.w))
+	for i, c := range crops[:min(len(crops), n)] {
+		r.norm.fill(in.Data[i*per:(i+1)*per], c, false)
+	}
+	runs := (len(crops) + n - 1) / n
+	bare := func() error {
+		for range runs {
+			if _, err := r.sess.Run(in); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, f := range []func() error{full, bare} { // warm up both
+		if err := f(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	fullAllocs := testing.AllocsPerRun(3, func() { _ = full() })
+	var tFull, tBare time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		if err := full(); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := bare(); err != nil {
+			b.Fatal(err)
+		}
+		tFull += t1.Sub(t0)
+		tBare += time.Since(t1)
+	}
+	faces := float64(b.N * len(crops))
+	b.ReportMetric(float64(tFull.Microseconds())/faces, "µs/face")
+	b.ReportMetric(float64(tBare.Microseconds())/faces, "bare-µs/face")
+	b.ReportMetric(100*(float64(tFull)/float64(tBare)-1), "overhead-%")
+	b.ReportMetric(fullAllocs, "full-allocs/op")
+}
+
+func BenchmarkRecognizer(b *testing.B) {
+	rt, models, _ := engTestEnv(b)
+	r, err := NewRecognizer(rt, models, engTestModel(b, modelpack.Recognizer), engTestModelOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	for _, n := range []int{1, 8} {
+		crops := benchCrops(n, 112, 112)
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			benchPair(b, r.r, crops, func() error { _, err := r.Embed(crops); return err })
+		})
+	}
+}
+
+func BenchmarkGenderAge(b *testing.B) {
+	rt, models, _ := engTestEnv(b)
+	g, err := NewGenderAge(rt, models, engTestModel(b, modelpack.GenderAge), engTestModelOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	for _, n := range []int{1, 8} {
+		crops := benchCrops(n, 112, 112)
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			benchPair(b, g.r, crops, func() error { _, err := g.Predict(crops); return err })
+		})
+	}
+}
+
+func BenchmarkEmotion(b *testing.B) {
+	rt, models, _ := engTestEnv(b)
+	e, err := NewEmotion(rt, models, engTestModel(b, modelpack.Emotion), engTestModelOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	for _, n := range []int{1, 8} {
+		crops := benchCrops(n, 112, 112)
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			benchPair(b, e.r, crops, func() error { _, err := e.Predict(crops); return err })
+		})
+	}
+}
