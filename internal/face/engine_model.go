@@ -68,17 +68,18 @@ func newPixelNorm(order string, mean, std [3]float32) (*pixelNorm, error) {
 // dst as 3 planes of w×h.
 func (p *pixelNorm) fill(dst []float32, pix []byte, bgr bool) {
 	n := len(pix) / 3
-	d0, d1, d2 := dst[:n], dst[n:2*n], dst[2*n:3*n]
+	d0, d1, d2 := dst[:n:n], dst[n:2*n:2*n], dst[2*n:3*n:3*n]
 	l0, l1, l2 := &p.lut[0], &p.lut[1], &p.lut[2]
-	s0, s1, s2 := p.src[0], p.src[1], p.src[2]
-	if bgr {
-		s0, s1, s2 = 2-s0, 2-s1, 2-s2
+	if (p.src[0] == 0) != bgr { // model channel 0 is the first byte of a pixel
+		for i, j := 0, 0; i < n; i, j = i+1, j+3 {
+			px := pix[j : j+3 : j+3]
+			d0[i], d1[i], d2[i] = l0[px[0]], l1[px[1]], l2[px[2]]
+		}
+		return
 	}
-	for i := range n {
-		px := pix[3*i : 3*i+3 : 3*i+3]
-		d0[i] = l0[px[s0]]
-		d1[i] = l1[px[s1]]
-		d2[i] = l2[px[s2]]
+	for i, j := 0, 0; i < n; i, j = i+1, j+3 {
+		px := pix[j : j+3 : j+3]
+		d0[i], d1[i], d2[i] = l0[px[2]], l1[px[1]], l2[px[0]]
 	}
 }
 
