@@ -1,0 +1,43 @@
+// Package migrations holds facestream's PostgreSQL schema as numbered SQL
+// files (0001_init.sql, 0002_search.sql, ...), embedded in the binary, and the
+// runner that applies them.
+//
+// # Running
+//
+// Up applies every pending migration in version order, each in its own
+// transaction, and records it in facestream.schema_migrations with the
+// SHA-256 of its file. It holds a PostgreSQL advisory lock (AdvisoryLockKey)
+// on one connection for the whole run, so replicas that start together
+// migrate once: the others wait, then find nothing to do. Up refuses to run
+// when an applied migration's file has changed since (ErrChecksumMismatch):
+// never edit a released migration, add a new one. Versions recorded in the
+// database but unknown to this binary (a newer binary migrated first) are
+// reported by Status and otherwise left alone.
+//
+// Status reports every migration as applied, pending, modified or unknown,
+// without taking the lock or changing anything.
+//
+// # Writing a migration
+//
+// Name it NNNN_what.sql with the next number. It runs in one transaction, so
+// it cannot use CREATE INDEX CONCURRENTLY. Put COMMENT ON every table, column
+// that needs it and function; a test checks that every table and function of
+// schema facestream has a comment.
+//
+// # Schema
+//
+// Schema facestream holds tenants, api_keys, subjects, images, faces,
+// embedding_models, embeddings, usage and audit_log, and the functions users
+// may call directly:
+//
+//   - search_faces(tenant, model, query, k, min_similarity, enrolled_only, ef_search):
+//     nearest faces by cosine similarity among one model's embeddings, through
+//     that model's HNSW index;
+//   - identify(tenant, model, query, k, min_similarity, ef_search): the best
+//     matching enrolled subjects;
+//   - ensure_embedding_index(model, dim): register a model and create its
+//     partial HNSW index, named by embedding_index_name(model, dim);
+//   - record_usage, erase_image, erase_subject: counters and audited erasure.
+//
+// Each function's COMMENT (psql: \df+ facestream.*) documents its arguments.
+package migrations
