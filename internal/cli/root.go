@@ -28,7 +28,8 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	root.AddCommand(
-	// Each subcommand lives in its own file; add one line here per subcommand.
+		// Each subcommand lives in its own file; add one line here per subcommand.
+		newMigrateCommand(getenv),
 	)
 	return root
 }
