@@ -253,6 +253,24 @@ func TestLetterboxTensor(t *testing.T) {
 	if full[0*20000+10*200+7] != 7 || full[1*20000+10*200+7] != 10 || full[2*20000+10*200+7] != 17 {
 		t.Error("BGR tensor has the wrong channel order")
 	}
+	// Fitted into 32×32 at the top-left of the 64×64 canvas: the same
+	// picture at half the size, the rest padding.
+	fit := make([]float32, 3*w*h)
+	lbf, err := img.LetterboxTensorFit(fit, w, h, 32, 32, norm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lbf.ResizedWidth != 32 || lbf.ResizedHeight != 16 || lbf.Scale != 0.16 {
+		t.Fatalf("fit letterbox %+v", lbf)
+	}
+	half, _ := img.Resize(32, 16)
+	r, _, _ := half.At(31, 15)
+	if fit[31+15*w] != (float32(r)-127.5)/128 || fit[32+15*w] != pad || fit[31+16*w] != pad {
+		t.Error("fitted letterbox misplaced")
+	}
+	if _, err := img.LetterboxTensorFit(fit, w, h, 65, 32, norm); err == nil {
+		t.Error("fit larger than the canvas accepted")
+	}
 	if _, err := img.LetterboxTensor(make([]float32, 5), w, h, norm); err == nil {
 		t.Error("short destination accepted")
 	}

@@ -102,8 +102,19 @@ func LetterboxSize(srcW, srcH, w, h int) Letterbox {
 // 3*w*h). Resizing is done by OpenCV; colour order, mean/std and the HWC→CHW
 // transpose are done in one pass over the resized pixels.
 func (m *Image) LetterboxTensor(dst []float32, w, h int, n Normalize) (Letterbox, error) {
+	return m.LetterboxTensorFit(dst, w, h, w, h, n)
+}
+
+// LetterboxTensorFit is LetterboxTensor with the picture fitted into a
+// fitW×fitH box (at most the canvas) at the top-left of the w×h canvas: a
+// model with a fixed input size can so see the picture at a smaller scale.
+// The returned Letterbox has InputWidth/InputHeight = fitW/fitH.
+func (m *Image) LetterboxTensorFit(dst []float32, w, h, fitW, fitH int, n Normalize) (Letterbox, error) {
 	if w <= 0 || h <= 0 || len(dst) != 3*w*h {
 		return Letterbox{}, fmt.Errorf("letterbox: %d values for a %dx%d input", len(dst), w, h)
+	}
+	if fitW <= 0 || fitH <= 0 || fitW > w || fitH > h {
+		return Letterbox{}, fmt.Errorf("letterbox: fit %dx%d outside the %dx%d input", fitW, fitH, w, h)
 	}
 	if m == nil || len(m.pix) == 0 {
 		return Letterbox{}, fmt.Errorf("letterbox: %w", ErrEmpty)
@@ -112,7 +123,7 @@ func (m *Image) LetterboxTensor(dst []float32, w, h int, n Normalize) (Letterbox
 	if err != nil {
 		return Letterbox{}, fmt.Errorf("letterbox: %w", err)
 	}
-	lb := LetterboxSize(m.w, m.h, w, h)
+	lb := LetterboxSize(m.w, m.h, fitW, fitH)
 	if lb.ResizedWidth == m.w && lb.ResizedHeight == m.h {
 		fillPlanes(dst, m.pix, m.w, m.h, w, h, t)
 		return lb, nil
