@@ -1,5 +1,7 @@
 package modelpack
 
+import "path/filepath"
+
 // Kind is what a model does in the face engine.
 type Kind string
 
@@ -43,7 +45,7 @@ type Model struct {
 	Inputs  []string `json:"inputs"`  // tensor names fed, in order
 	Outputs []string `json:"outputs"` // tensor names fetched, in order
 
-	InputWidth  int        `json:"input_width,omitempty"`  // model input size; 0 means dynamic
+	InputWidth  int        `json:"input_width,omitempty"`  // model input size; 0 means dynamic (see also DynamicSize)
 	InputHeight int        `json:"input_height,omitempty"` //
 	ColorOrder  string     `json:"color_order"`            // "RGB" or "BGR"
 	Mean        [3]float32 `json:"mean"`                   // per channel, in ColorOrder, on 0..255 values
@@ -59,7 +61,40 @@ type Model struct {
 	Threshold float32 `json:"threshold,omitempty"`
 	// NMSThreshold is the IoU above which detections are suppressed (0.4 for SCRFD).
 	NMSThreshold float32 `json:"nms_threshold,omitempty"`
+
+	// Fields added after the first version of the manifest.
+
+	// Commercial says whether this model's own licence allows commercial use.
+	Commercial bool `json:"commercial"`
+	// DynamicSize says the model takes other input sizes than
+	// InputWidth×InputHeight, which is then the default size to run it at
+	// (SCRFD: 640×640).
+	DynamicSize bool `json:"dynamic_size,omitempty"`
+	// DynamicBatch says the model's batch dimension is dynamic, so crops can
+	// be run in batches; otherwise it runs one at a time.
+	DynamicBatch bool `json:"dynamic_batch,omitempty"`
+	// ArchiveSHA256 and ArchiveSize describe the archive at URL when it is not
+	// the pack's own (Pack.URL); empty when unknown.
+	ArchiveSHA256 string `json:"archive_sha256,omitempty"`
+	ArchiveSize   int64  `json:"archive_size,omitempty"`
+	// TensorsFromModel is set when the published tensor names are not known
+	// here: Inputs and Outputs are then empty, and the session takes the
+	// model's own tensors in model order (pkg/onnx's meaning of empty).
+	TensorsFromModel bool `json:"tensors_from_model,omitempty"`
+	// Source says where the file comes from (repository, release, archive).
+	Source string `json:"source,omitempty"`
+	// Notes records what a reader of the manifest must know: why a checksum
+	// is missing, where a threshold comes from, licence caveats.
+	Notes string `json:"notes,omitempty"`
 }
+
+// Path is the model file's location under the models directory dir.
+func (m Model) Path(dir string) string {
+	return filepath.Join(dir, filepath.FromSlash(m.File))
+}
+
+// ChecksumKnown reports whether the manifest holds the file's sha256.
+func (m Model) ChecksumKnown() bool { return m.SHA256 != "" }
 
 // Pack is a named set of models that work together (one of each kind at most).
 type Pack struct {
@@ -70,6 +105,13 @@ type Pack struct {
 	URL         string  `json:"url,omitempty"`    // official archive, when the pack ships as one
 	SHA256      string  `json:"sha256,omitempty"` // of the archive
 	Models      []Model `json:"models"`
+
+	// Fields added after the first version of the manifest.
+
+	// ArchiveSize is the byte size of the archive at URL; 0 when unknown.
+	ArchiveSize int64 `json:"archive_size,omitempty"`
+	// Notes records what a reader of the manifest must know.
+	Notes string `json:"notes,omitempty"`
 }
 
 // Model returns the pack's model of the given kind.
@@ -80,4 +122,13 @@ func (p Pack) Model(k Kind) (Model, bool) {
 		}
 	}
 	return Model{}, false
+}
+
+// Kinds lists the kinds of the pack's models, in manifest order.
+func (p Pack) Kinds() []Kind {
+	kinds := make([]Kind, len(p.Models))
+	for i, m := range p.Models {
+		kinds[i] = m.Kind
+	}
+	return kinds
 }
