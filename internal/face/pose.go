@@ -26,18 +26,25 @@ type Pose struct {
 
 // poseModel is a mean face for the 5 landmarks (left eye, right eye, nose
 // tip, left and right mouth corner, "left" meaning the image's left in a
-// frontal view), in the units of the 112×112 ArcFace template: x and y are
-// the template made left-right symmetric, z is depth away from the camera.
-// The eyes and mouth corners lie near one plane; the nose tip stands 14
-// template pixels (0.40 of the eye distance) in front of it, the ratio of
-// nose-tip protrusion to interpupillary distance in anthropometric mean faces
-// (about 25 mm to 63 mm).
+// frontal view), in the units of the 112×112 ArcFace crop: x right, y down,
+// z away from the camera.
+//
+// x and y are where SCRFD puts the landmarks on ordinary portrait photos,
+// not the ArcFace template: the mean, after 5-point alignment, of the
+// largest face's landmarks in the 64 deepface test photos, made left-right
+// symmetric. (SCRFD marks the nose lower and the mouth corners higher and
+// wider than the template, which would otherwise read as every face looking
+// 30° down.) So "zero pitch" is the average portrait, camera at eye level.
+// z: the eyes and mouth corners lie near one plane, the nose tip stands 0.40
+// of the eye distance in front of it, the ratio of nose-tip protrusion to
+// interpupillary distance in anthropometric mean faces (about 25 mm to
+// 63 mm).
 var poseModel = [5][3]float64{
-	{-17.6186, 51.5989, 0},
-	{17.6186, 51.5989, 0},
-	{0, 71.7366, -14},
-	{-14.5903, 92.2848, -2},
-	{14.5903, 92.2848, -2},
+	{-18.355, 52.63, 0},
+	{18.355, 52.63, 0},
+	{0, 74.35, -14.7},
+	{-16.585, 89.95, -2},
+	{16.585, 89.95, -2},
 }
 
 // poseModelCentred is poseModel minus its mean, and poseScatterInv the

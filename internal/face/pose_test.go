@@ -55,11 +55,14 @@ func TestEstimatePoseRoundTrip(t *testing.T) {
 }
 
 // TestEstimatePoseSigns checks the documented convention on hand-moved
-// landmarks (ArcFace template, one feature displaced).
+// landmarks (the frontal layout, one feature displaced).
 func TestEstimatePoseSigns(t *testing.T) {
-	tpl := [5][2]float32{{38.2946, 51.6963}, {73.5318, 51.5014}, {56.0252, 71.7366}, {41.5493, 92.3655}, {70.7299, 92.2041}}
-	if p := EstimatePose(tpl); absDeg(p.Yaw) > 2 || absDeg(p.Pitch) > 2 || absDeg(p.Roll) > 1 {
-		t.Errorf("template: %+v, want about 0", p)
+	var tpl [5][2]float32
+	for i, p := range poseModel {
+		tpl[i] = [2]float32{float32(56 + p[0]), float32(p[1])}
+	}
+	if p := EstimatePose(tpl); absDeg(p.Yaw) > 0.01 || absDeg(p.Pitch) > 0.01 || absDeg(p.Roll) > 0.01 {
+		t.Errorf("frontal layout: %+v, want 0", p)
 	}
 	moved := func(dx, dy float32) [5][2]float32 { m := tpl; m[2][0] += dx; m[2][1] += dy; return m }
 	if p := EstimatePose(moved(8, 0)); p.Yaw < 10 {
