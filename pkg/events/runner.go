@@ -103,7 +103,10 @@ type RunnerConfig struct {
 	// the current delivery (AckWait, or the consumer's BackOff entry).
 	Heartbeat time.Duration
 	// RetryBase and RetryMax shape the retry delay after a transient error:
-	// RetryBase·2^(attempt-1), at most RetryMax.
+	// RetryBase·2^(attempt-1), at most RetryMax. When the consumer has a
+	// BackOff list, the server redelivers a NAK'd message no sooner than
+	// BackOff[attempt-1] − AckWait, which then acts as a floor (the runner
+	// compensates for the rest; see the nats package's consumers).
 	RetryBase time.Duration
 	RetryMax  time.Duration
 	// DrainTimeout bounds a graceful stop: once Run's context is cancelled,
@@ -217,8 +220,10 @@ func NewRunner(js jetstream.JetStream, consumer jetstream.Consumer, h Handler, c
 // Run processes messages until ctx is cancelled, then drains: it stops
 // pulling, finishes (and settles) the messages already delivered, and returns
 // nil. It returns an error if the consumer cannot be read (deleted, the
-// connection closed); messages in flight are still finished first. Run must
-// not be called twice at the same time.
+// connection closed); messages in flight are still finished first. It rides
+// out server restarts and reconnects. The consumer's AckWait, BackOff and
+// MaxDeliver are read once, when Run starts. Run must not be called twice
+// at the same time.
 func (r *Runner) Run(ctx context.Context) error {
 	info, err := r.consumer.Info(ctx)
 	if err != nil {

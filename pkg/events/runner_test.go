@@ -606,3 +606,49 @@ func TestRunnerConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestRunnerSurvivesServerRestart: a runner keeps consuming across a
+// restart of the server (file storage): work published before and after the
+// restart is processed.
+func TestRunnerSurvivesServerRestart(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := testCtx(t)
+	for name, subj := range map[string]string{"IN": inSubject, "OUT": outSubject} {
+		retention := jetstream.LimitsPolicy
+		if name == "IN" {
+			retention = jetstream.WorkQueuePolicy
+		}
+		if _, err := srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subj}, Retention: retention}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &stage{t: t, srv: srv, reg: prometheus.NewPedanticRegistry()}
+	var err error
+	if s.consumer, err = srv.JS.CreateConsumer(ctx, "IN", jetstream.ConsumerConfig{Durable: testStage, AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if s.pub, err = events.NewPublisher(srv.JS); err != nil {
+		t.Fatal(err)
+	}
+	if s.in, err = srv.JS.Stream(ctx, "IN"); err != nil {
+		t.Fatal(err)
+	}
+	if s.out, err = srv.JS.Stream(ctx, "OUT"); err != nil {
+		t.Fatal(err)
+	}
+	s.input("before")
+	stop := s.run(events.HandlerFunc(func(ctx context.Context, d *events.Delivery) ([]events.Event, error) {
+		return []events.Event{output(t, d)}, nil
+	}), events.RunnerConfig{})
+	eventually(t, "first output", func() bool { return msgCount(t, s.out) == 1 })
+
+	srv.Restart()
+
+	s.input("after")
+	eventually(t, "second output", func() bool { return msgCount(t, s.out) == 2 })
+	eventually(t, "inputs acked", func() bool { return msgCount(t, s.in) == 0 })
+	if err := stop(); err != nil {
+		t.Errorf("run: %v", err)
+	}
+}
