@@ -30,6 +30,7 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 	root.AddCommand(
 		// Each subcommand lives in its own file; add one line here per subcommand.
 		newMigrateCommand(getenv),
+		newModelsCommand(getenv),
 	)
 	return root
 }

@@ -167,7 +167,7 @@ func (d *Downloader) get(ctx context.Context, url string) (*http.Response, error
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", url, err)
+		return nil, err // a *url.Error: it names the method and the url
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
