@@ -147,31 +147,47 @@ func (m *Image) LetterboxTensorFit(dst []float32, w, h, fitW, fitH int, n Normal
 
 // fillPlanes writes the sw×sh BGR pixels of src at the top-left of three
 // w×h planes of dst, normalised through t, and pads the rest with the
-// normalised value of a black pixel.
+// normalised value of a black pixel. It is one pass: a table lookup per
+// byte, loops shaped so that the compiler drops the bounds checks. (Two
+// goroutines were tried: slower whenever the cores are busy with ONNX
+// Runtime or other requests, so it stays serial.)
 func fillPlanes(dst []float32, src []byte, sw, sh, w, h int, t *lut) {
 	plane := w * h
-	p0, p1, p2 := dst[:plane], dst[plane:2*plane], dst[2*plane:3*plane]
-	l0, l1, l2 := &t.v[0], &t.v[1], &t.v[2]
-	o0, o1, o2 := t.off[0], t.off[1], t.off[2]
-	pad0, pad1, pad2 := l0[0], l1[0], l2[0]
-	for y := 0; y < sh; y++ {
-		row := src[y*sw*3 : (y+1)*sw*3]
-		d0 := p0[y*w : (y+1)*w]
-		d1 := p1[y*w : (y+1)*w]
-		d2 := p2[y*w : (y+1)*w]
-		for x := 0; x < sw; x++ {
-			px := row[3*x : 3*x+3 : 3*x+3]
-			d0[x] = l0[px[o0]]
-			d1[x] = l1[px[o1]]
-			d2[x] = l2[px[o2]]
-		}
-		fill(d0[sw:], pad0)
-		fill(d1[sw:], pad1)
-		fill(d2[sw:], pad2)
+	planes := [3][]float32{dst[:plane], dst[plane : 2*plane], dst[2*plane : 3*plane]}
+	fillRows(planes, src, sw, w, 0, sh, t)
+	for c := range planes {
+		fill(planes[c][sh*w:], t.v[c][0])
 	}
-	fill(p0[sh*w:], pad0)
-	fill(p1[sh*w:], pad1)
-	fill(p2[sh*w:], pad2)
+}
+
+// fillRows converts rows y0..y1 of src (sw BGR pixels each) into the planes
+// (width w), padding each row beyond sw.
+func fillRows(planes [3][]float32, src []byte, sw, w, y0, y1 int, t *lut) {
+	l0, l1, l2 := &t.v[0], &t.v[1], &t.v[2]
+	rgb := t.off[0] == 2
+	for y := y0; y < y1; y++ {
+		row := src[y*sw*3 : (y+1)*sw*3]
+		d0 := planes[0][y*w : y*w+w]
+		d1 := planes[1][y*w : y*w+w]
+		d2 := planes[2][y*w : y*w+w]
+		d0, d1, d2 = d0[:sw], d1[:sw], d2[:sw]
+		if rgb {
+			for x := range d0 {
+				px := row[3*x : 3*x+3 : 3*x+3]
+				d0[x], d1[x], d2[x] = l0[px[2]], l1[px[1]], l2[px[0]]
+			}
+		} else {
+			for x := range d0 {
+				px := row[3*x : 3*x+3 : 3*x+3]
+				d0[x], d1[x], d2[x] = l0[px[0]], l1[px[1]], l2[px[2]]
+			}
+		}
+		if sw < w {
+			fill(planes[0][y*w+sw:y*w+w], l0[0])
+			fill(planes[1][y*w+sw:y*w+w], l1[0])
+			fill(planes[2][y*w+sw:y*w+w], l2[0])
+		}
+	}
 }
 
 func fill(s []float32, v float32) {
