@@ -21,22 +21,25 @@ const (
 	Aggregate Binary = "aggregate" // cmd/aggregate
 	API       Binary = "api"       // the HTTP edge on its own
 	Migrate   Binary = "migrate"   // facestream migrate
+	// ModelsCommand is facestream models (the name Models is the settings struct).
+	ModelsCommand Binary = "models"
 )
 
 // Binaries lists every binary, in a fixed order.
 func Binaries() []Binary {
-	return []Binary{Run, Ingest, Detect, Embed, Attrs, Aggregate, API, Migrate}
+	return []Binary{Run, Ingest, Detect, Embed, Attrs, Aggregate, API, Migrate, ModelsCommand}
 }
 
 // Groups of binaries used in the table.
 var (
 	stages     = []Binary{Ingest, Detect, Embed, Attrs, Aggregate}
-	natsClient = append(slices.Clone(stages), API)     // connect to an external NATS server
-	streamDefs = append(slices.Clone(natsClient), Run) // apply the stream and bucket definitions
-	inference  = []Binary{Detect, Embed, Attrs, Run}   // run ONNX models
+	natsClient = append(slices.Clone(stages), API)              // connect to an external NATS server
+	streamDefs = append(slices.Clone(natsClient), Run)          // apply the stream and bucket definitions
+	inference  = []Binary{Detect, Embed, Attrs, Run}            // run ONNX models
+	modelFiles = append(slices.Clone(inference), ModelsCommand) // read a model pack's files
 	dbClient   = []Binary{Ingest, Aggregate, API, Run, Migrate}
 	services   = append(slices.Clone(natsClient), Run)   // long-running, with metrics and health
-	everyone   = append(slices.Clone(services), Migrate) // every binary
+	everyone   = append(slices.Clone(services), Migrate) // every binary that logs
 	imageEdge  = []Binary{Ingest, API, Run}              // validate submitted images
 	dbRequired = []Binary{Aggregate, API, Run, Migrate}  // cannot work without PostgreSQL
 	embedders  = []Binary{Embed, Run}                    // batch recognizer runs
@@ -77,8 +80,8 @@ var settings = []Setting{
 	{Name: "nats.tls_cert", Flag: "nats-tls-cert", Env: "FACESTREAM_NATS_TLS_CERT", Uses: natsClient, Help: "PEM client certificate for NATS mutual TLS (with nats-tls-key)", field: func(c *Config) any { return &c.NATS.TLSCert }},
 	{Name: "nats.tls_key", Flag: "nats-tls-key", Env: "FACESTREAM_NATS_TLS_KEY", Uses: natsClient, Help: "PEM private key of the NATS client certificate", field: func(c *Config) any { return &c.NATS.TLSKey }},
 	{Name: "database.url", Flag: "database-url", Env: "FACESTREAM_DATABASE_URL", Uses: dbClient, Requires: dbRequired, Secret: true, check: databaseURL, Help: "PostgreSQL connection string, postgres://user:password@host:5432/db?sslmode=... (ingest: for the result cache, off when empty)", field: func(c *Config) any { return &c.Database.URL }},
-	{Name: "models.dir", Flag: "models", Env: "FACESTREAM_MODELS", Uses: inference, check: nonEmpty, Help: "folder holding the model pack's files", field: func(c *Config) any { return &c.Models.Dir }},
-	{Name: "models.pack", Flag: "model-pack", Env: "FACESTREAM_MODEL_PACK", Uses: append(slices.Clone(inference), Ingest), check: nonEmpty, Help: "name of the model pack to run (also part of the result cache key)", field: func(c *Config) any { return &c.Models.Pack }},
+	{Name: "models.dir", Flag: "models", Env: "FACESTREAM_MODELS", Uses: modelFiles, check: nonEmpty, Help: "folder holding the model pack's files", field: func(c *Config) any { return &c.Models.Dir }},
+	{Name: "models.pack", Flag: "model-pack", Env: "FACESTREAM_MODEL_PACK", Uses: append(slices.Clone(modelFiles), Ingest), check: nonEmpty, Help: "name of the model pack to run (also part of the result cache key)", field: func(c *Config) any { return &c.Models.Pack }},
 	{Name: "ort.library", Flag: "ort-lib", Env: "FACESTREAM_ORT_LIB", Uses: inference, check: nonEmpty, Help: "path of libonnxruntime.so (ONNX Runtime >= 1.29), or a name for the dynamic loader to find", field: func(c *Config) any { return &c.ORT.Library }},
 	{Name: "ort.provider", Flag: "execution-provider", Env: "FACESTREAM_EXECUTION_PROVIDER", Uses: inference, check: oneOf(ProviderCPU, ProviderCUDA, ProviderTensorRT), Help: "ONNX Runtime execution provider: cpu, cuda or tensorrt", field: func(c *Config) any { return &c.ORT.Provider }},
 	{Name: "ort.cpu_fallback", Flag: "cpu-fallback", Env: "FACESTREAM_CPU_FALLBACK", Uses: inference, Help: "run on the CPU when the execution provider cannot be used, instead of failing", field: func(c *Config) any { return &c.ORT.CPUFallback }},
