@@ -185,6 +185,17 @@ func (c RunnerConfig) Validate() error {
 // consumer, calls the Handler with bounded concurrency and settles every
 // message (see Handler for the rules). Replicas of a stage each run a Runner
 // on the same consumer.
+//
+// Metrics, all labelled stage=<stage>:
+//
+//	facestream_stage_messages_total{outcome}   acked, retried, dead_lettered, failed
+//	facestream_stage_handle_seconds            histogram of Handle durations
+//	facestream_stage_in_flight                 messages being processed now
+//	facestream_stage_dead_letters_total{reason} permanent, max_deliver, malformed
+//	facestream_publish_seconds{subject,result} publish-to-PubAck latency (ok, duplicate, error)
+//
+// Logs carry component=events.runner, stage, and per message seq, attempt,
+// image_id, event_id and type.
 type Runner struct {
 	js       jetstream.JetStream
 	consumer jetstream.Consumer
