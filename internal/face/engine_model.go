@@ -3,7 +3,6 @@ package face
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 
@@ -107,10 +106,7 @@ func newCropRunner(rt *onnx.Runtime, modelsDir string, m modelpack.Model, opts M
 	if m.File == "" {
 		return nil, fmt.Errorf("load %s: manifest names no file", m.Name)
 	}
-	path := m.File
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(modelsDir, path)
-	}
+	path := m.Path(modelsDir)
 	cfg := opts.Session
 	cfg.Inputs, cfg.Outputs = m.Inputs, m.Outputs
 	sess, err := rt.NewSession(path, cfg)
