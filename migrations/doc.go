@@ -36,8 +36,17 @@
 //   - identify(tenant, model, query, k, min_similarity, ef_search): the best
 //     matching enrolled subjects;
 //   - ensure_embedding_index(model, dim): register a model and create its
-//     partial HNSW index, named by embedding_index_name(model, dim);
+//     partial HNSW index, named by embedding_index_name(model, dim):
+//     embeddings_hnsw_<slug>_<dim>_<first 8 hex digits of md5(model)>, where
+//     slug is the lower-cased model name with other characters than a-z and
+//     0-9 turned into _ (at most 28 characters);
 //   - record_usage, erase_image, erase_subject: counters and audited erasure.
 //
 // Each function's COMMENT (psql: \df+ facestream.*) documents its arguments.
+// On small tables the planner answers search_faces with an exact scan and
+// sort, which is both faster and exact there; from a few thousand embeddings
+// of a model on, it uses the model's HNSW index. search_faces sets
+// hnsw.ef_search (default 100, a parameter) and hnsw.iterative_scan =
+// strict_order for its own query only, so tenant and enrolled-only filters
+// still return k rows.
 package migrations

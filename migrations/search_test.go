@@ -360,11 +360,13 @@ func TestSearchUsesTheModelIndex(t *testing.T) {
 	image := addImage(t, pool, "default")
 	exec(t, pool, `INSERT INTO facestream.faces (tenant_id, image_id, face_index, box_x1, box_y1, box_x2, box_y2, landmarks, det_score, model_pack)
 		SELECT 'default', $1, g, 0, 0, 1, 1, '{0,0,0,0,0,0,0,0,0,0}', 0.5, 'dev' FROM generate_series(0, 3999) g`, image)
-	for _, name := range []string{"big", "neighbour"} {
+	// "big" has 4000 embeddings; "neighbour", of the same dimension, 500 of
+	// the same faces, so the planner must pick big's partial index among two.
+	for name, faces := range map[string]int{"big": 4000, "neighbour": 500} {
 		exec(t, pool, "INSERT INTO facestream.embedding_models (model, dim, index_name) VALUES ($1, $2, facestream.embedding_index_name($1, $2))", name, dim)
 		exec(t, pool, `INSERT INTO facestream.embeddings (face_id, tenant_id, model, dim, embedding)
 			SELECT f.id, f.tenant_id, $1, $2, (SELECT array_agg(random() - 0.5) FROM generate_series(1, $2) WHERE f.face_index >= 0)::vector
-			FROM facestream.faces f`, name, dim)
+			FROM facestream.faces f WHERE f.face_index < $3`, name, dim, faces)
 		exec(t, pool, "SELECT facestream.ensure_embedding_index($1, $2)", name, dim)
 	}
 	exec(t, pool, "ANALYZE")
