@@ -12,11 +12,13 @@ import (
 // EngineOptions configure an Engine. Start from DefaultEngineOptions.
 type EngineOptions struct {
 	// Threads is the intra-op thread count of each model session; 0 lets
-	// ONNX Runtime choose (one per core).
-	Threads int
-	// Provider is the execution provider (CPU when empty); FallbackToCPU runs
-	// on the CPU when it cannot be attached instead of failing.
+	// ONNX Runtime choose (one per core). InterOpThreads likewise.
+	Threads, InterOpThreads int
+	// Provider is the execution provider (CPU when empty) on GPU DeviceID;
+	// FallbackToCPU runs on the CPU when it cannot be attached instead of
+	// failing.
 	Provider      onnx.Provider
+	DeviceID      int
 	FallbackToCPU bool
 	// MaxBatch bounds one Run of a dynamic-batch model (DefaultMaxBatch when 0).
 	MaxBatch int
@@ -49,7 +51,10 @@ func DefaultEngineOptions() EngineOptions {
 const DefaultSecondScale = 320
 
 func (o EngineOptions) session() onnx.SessionConfig {
-	return onnx.SessionConfig{IntraOpThreads: o.Threads, Provider: o.Provider, FallbackToCPU: o.FallbackToCPU}
+	return onnx.SessionConfig{
+		IntraOpThreads: o.Threads, InterOpThreads: o.InterOpThreads,
+		Provider: o.Provider, DeviceID: o.DeviceID, FallbackToCPU: o.FallbackToCPU,
+	}
 }
 
 func (o EngineOptions) model() ModelOptions {

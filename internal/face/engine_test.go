@@ -41,20 +41,20 @@ func engTestEngine(tb testing.TB) (*Engine, string) {
 	return engTestShared.e, testdata
 }
 
-func largestFace(res []FaceResult) (FaceResult, bool) {
+func engTestLargest(res []FaceResult) (FaceResult, bool) {
 	if len(res) == 0 {
 		return FaceResult{}, false
 	}
 	return slices.MaxFunc(res, func(a, b FaceResult) int {
-		return int(faceArea(a.Face()) - faceArea(b.Face()))
+		return int(engTestArea(a.Face()) - engTestArea(b.Face()))
 	}), true
 }
 
-func faceArea(f Face) float32 { return max(0, f.Width()) * max(0, f.Height()) }
+func engTestArea(f Face) float32 { return max(0, f.Width()) * max(0, f.Height()) }
 
-// verificationScores embeds the largest face of every image of
+// engTestVerification embeds the largest face of every image of
 // deepface/master.csv and returns the cosine of each pair, split by label.
-func verificationScores(t *testing.T, e *Engine, testdata string) (same, diff []float64) {
+func engTestVerification(t *testing.T, e *Engine, testdata string) (same, diff []float64) {
 	t.Helper()
 	data, err := os.ReadFile(engTestFile(t, testdata, "deepface", "master.csv"))
 	if err != nil {
@@ -76,7 +76,7 @@ func verificationScores(t *testing.T, e *Engine, testdata string) (same, diff []
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		f, ok := largestFace(res)
+		f, ok := engTestLargest(res)
 		if !ok {
 			t.Fatalf("%s: no face", name)
 		}
@@ -99,9 +99,9 @@ func verificationScores(t *testing.T, e *Engine, testdata string) (same, diff []
 	return same, diff
 }
 
-// auc is the probability that a same-person pair scores above a
+// engTestAUC is the probability that a same-person pair scores above a
 // different-person pair (ties count half): the Mann-Whitney statistic.
-func auc(same, diff []float64) float64 {
+func engTestAUC(same, diff []float64) float64 {
 	var wins float64
 	for _, s := range same {
 		for _, d := range diff {
@@ -120,7 +120,7 @@ func auc(same, diff []float64) float64 {
 // pairs at the pack's single documented threshold.
 func TestVerificationDeepface(t *testing.T) {
 	e, testdata := engTestEngine(t)
-	same, diff := verificationScores(t, e, testdata)
+	same, diff := engTestVerification(t, e, testdata)
 	if len(same) != 38 || len(diff) != 262 {
 		t.Fatalf("%d same and %d different pairs, want 38 and 262", len(same), len(diff))
 	}
@@ -136,7 +136,7 @@ func TestVerificationDeepface(t *testing.T) {
 			right++
 		}
 	}
-	a, acc := auc(same, diff), float64(right)/300
+	a, acc := engTestAUC(same, diff), float64(right)/300
 	t.Logf("same: min %.4f median %.4f; different: max %.4f median %.4f; midpoint of the margins %.4f",
 		same[0], same[len(same)/2], diff[len(diff)-1], diff[len(diff)/2], (same[0]+diff[len(diff)-1])/2)
 	t.Logf("AUC %.4f, accuracy %.4f at the pack threshold %.2f", a, acc, th)
@@ -153,7 +153,7 @@ func TestVerificationDeepface(t *testing.T) {
 func TestSmallLFWGenuinePairs(t *testing.T) {
 	e, testdata := engTestEngine(t)
 	r := e.Recognizer()
-	embs, err := r.EmbedImages(smallLFW(t, testdata))
+	embs, err := r.EmbedImages(engTestSmallLFW(t, testdata))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,8 +178,8 @@ func TestSmallLFWGenuinePairs(t *testing.T) {
 	}
 }
 
-// labelled analyses one image under insightface/ and fails when it has no face.
-func labelled(t *testing.T, e *Engine, testdata, rel string) []FaceResult {
+// engTestLabelled analyses one image under insightface/ and fails when it has no face.
+func engTestLabelled(t *testing.T, e *Engine, testdata, rel string) []FaceResult {
 	t.Helper()
 	img := engTestImage(t, testdata, "insightface", filepath.FromSlash(rel))
 	res, err := e.Analyze(img, AnalyzeOptions{})
@@ -201,17 +201,17 @@ func labelled(t *testing.T, e *Engine, testdata, rel string) []FaceResult {
 // insightface/labels.csv (InspireFace's own test expectations).
 func TestAttributesLabelled(t *testing.T) {
 	e, testdata := engTestEngine(t)
-	if res := labelled(t, e, testdata, "inspireface/data/attribute/1423.jpg"); res[0].Gender != Female {
+	if res := engTestLabelled(t, e, testdata, "inspireface/data/attribute/1423.jpg"); res[0].Gender != Female {
 		t.Errorf("1423.jpg: gender %s, want female", res[0].Gender)
 	}
-	res := labelled(t, e, testdata, "inspireface/data/attribute/7242.jpg")
+	res := engTestLabelled(t, e, testdata, "inspireface/data/attribute/7242.jpg")
 	for i, r := range res {
 		if r.Gender != Female {
 			t.Errorf("7242.jpg face %d: gender %s, want female", i, r.Gender)
 		}
 	}
 	for file, want := range map[string]string{"anger.png": "angry", "happy.png": "happy"} {
-		f, _ := largestFace(labelled(t, e, testdata, "inspireface/data/emotion/"+file))
+		f, _ := engTestLargest(engTestLabelled(t, e, testdata, "inspireface/data/emotion/"+file))
 		if f.Emotion.Label != want {
 			t.Errorf("%s: emotion %s (%.2f), want %s; probabilities %v", file, f.Emotion.Label, f.Emotion.Score, want, f.Emotion.Probs)
 		}
@@ -221,7 +221,7 @@ func TestAttributesLabelled(t *testing.T) {
 	for _, rel := range []string{"inspireface/data/emotion/sad.png", "inspireface/data/bulk/Nathalie_Baye_0002.jpg",
 		"inspireface/data/bulk/Rob_Lowe_0001.jpg", "inspireface/data/search/Teresa_Williams_0001_1k.jpg",
 		"inspireface/data/search/Mary_Katherine_Smart_0001_5k.jpg", "images/Tom_Hanks_54745.png", "images/t1.jpg"} {
-		labelled(t, e, testdata, rel)
+		engTestLabelled(t, e, testdata, rel)
 	}
 	for _, rel := range []string{"images/mask_black.jpg", "images/mask_blue.jpg", "images/mask_green.jpg", "images/mask_white.jpg"} {
 		res, err := e.Analyze(engTestImage(t, testdata, "insightface", rel), AnalyzeOptions{})
@@ -248,7 +248,7 @@ func TestPoseDirections(t *testing.T) {
 		{"lower_face.jpeg", func(p Pose) bool { return p.Pitch < -10 }, "pitch < -10"},
 	}
 	for _, c := range cases {
-		res := labelled(t, e, testdata, "inspireface/data/pose/"+c.file)
+		res := engTestLabelled(t, e, testdata, "inspireface/data/pose/"+c.file)
 		if len(res) != 1 {
 			t.Errorf("%s: %d faces, want 1", c.file, len(res))
 		}
@@ -282,7 +282,7 @@ func TestEngineNoFaceAndClose(t *testing.T) {
 	if err := e2.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if _, err := e2.AnalyzeBytes(mustRead(t, engTestFile(t, testdata, "deepface", "img1.jpg")), AnalyzeOptions{}); err == nil {
+	if _, err := e2.AnalyzeBytes(engTestRead(t, engTestFile(t, testdata, "deepface", "img1.jpg")), AnalyzeOptions{}); err == nil {
 		t.Error("Analyze after Close succeeded")
 	}
 
@@ -302,7 +302,7 @@ func TestEngineNoFaceAndClose(t *testing.T) {
 	}
 }
 
-func mustRead(tb testing.TB, path string) []byte {
+func engTestRead(tb testing.TB, path string) []byte {
 	tb.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

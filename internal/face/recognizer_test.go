@@ -10,8 +10,8 @@ import (
 	"github.com/facestream/facestream/internal/modelpack"
 )
 
-// smallLFW loads the 20 pre-aligned 112×112 crops of insightface/small_lfw.
-func smallLFW(tb testing.TB, testdata string) []*imaging.Image {
+// engTestSmallLFW loads the 20 pre-aligned 112×112 crops of insightface/small_lfw.
+func engTestSmallLFW(tb testing.TB, testdata string) []*imaging.Image {
 	tb.Helper()
 	imgs := make([]*imaging.Image, 20)
 	for i := range imgs {
@@ -34,7 +34,7 @@ func TestRecognizerBatchEqualsSingle(t *testing.T) {
 	if r.Dim() != 128 {
 		t.Errorf("dim %d, want 128", r.Dim())
 	}
-	imgs := smallLFW(t, testdata)
+	imgs := engTestSmallLFW(t, testdata)
 	batch, err := r.EmbedImages(imgs)
 	if err != nil {
 		t.Fatal(err)
