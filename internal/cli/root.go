@@ -31,6 +31,7 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 		// Each subcommand lives in its own file; add one line here per subcommand.
 		newMigrateCommand(getenv),
 		newModelsCommand(getenv),
+		newAnalyzeCommand(s, getenv),
 	)
 	return root
 }
