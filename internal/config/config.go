@@ -39,6 +39,8 @@ type NATS struct {
 	// TLSCA, TLSCert and TLSKey are PEM files: the CA that signs the server
 	// certificate, and the client certificate and key (both or neither).
 	TLSCA, TLSCert, TLSKey string
+	// Listen is where the all-in-one process's embedded server listens.
+	Listen string
 }
 
 // Database is how a binary reaches PostgreSQL.
@@ -139,7 +141,7 @@ type Data struct {
 // Default returns the configuration every binary starts from.
 func Default() Config {
 	return Config{
-		NATS:     NATS{URL: Secret("nats://127.0.0.1:4222")},
+		NATS:     NATS{URL: Secret("nats://127.0.0.1:4222"), Listen: "127.0.0.1:4222"},
 		Database: Database{URL: ""},
 		Models:   Models{Dir: "models", Pack: "dev"},
 		ORT: ORT{

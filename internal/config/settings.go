@@ -100,6 +100,7 @@ var settings = []Setting{
 	{Name: "limits.inline_payload_max", Flag: "inline-payload-max", Env: "FACESTREAM_INLINE_PAYLOAD_MAX", Uses: imageEdge, check: sizeBetween(1<<10, 64<<20), Help: "largest image carried inside a NATS message; larger ones go to the object store (keep it below the server's max_payload)", field: func(c *Config) any { return &c.Limits.InlinePayloadMax }},
 	{Name: "retention.image_ttl", Flag: "image-ttl", Env: "FACESTREAM_IMAGE_TTL", Uses: streamDefs, check: positiveDuration, Help: "lifetime of an image payload in the object store bucket", field: func(c *Config) any { return &c.Retention.ImageTTL }},
 	{Name: "retention.results_max_age", Flag: "results-max-age", Env: "FACESTREAM_RESULTS_MAX_AGE", Uses: streamDefs, check: positiveDuration, Help: "how long result events stay in the results stream", field: func(c *Config) any { return &c.Retention.ResultsMaxAge }},
+	{Name: "nats.listen", Flag: "nats-listen", Env: "FACESTREAM_NATS_LISTEN", Uses: allInOne, check: listenAddr(false), Help: "address the embedded NATS server listens on, for other clients (facestream submit, extra stage replicas)", field: func(c *Config) any { return &c.NATS.Listen }},
 	{Name: "data.dir", Flag: "data-dir", Env: "FACESTREAM_DATA_DIR", Uses: allInOne, check: nonEmpty, Help: "folder for local state (the embedded NATS server's JetStream store)", field: func(c *Config) any { return &c.Data.Dir }},
 }
 
