@@ -3,9 +3,11 @@ package face
 import (
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/facestream/facestream/internal/imaging"
 	"github.com/facestream/facestream/internal/modelpack"
 	"github.com/facestream/facestream/pkg/onnx"
 )
@@ -121,6 +123,82 @@ func BenchmarkEmotion(b *testing.B) {
 		crops := benchCrops(n, 112, 112)
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
 			benchPair(b, e.r, crops, func() error { _, err := e.Predict(crops); return err })
+		})
+	}
+}
+
+// BenchmarkRecognizerFromImage adds the 5-point alignment (the affine warp
+// out of the decoded photo) to the embedding, against the same bare run:
+// the whole per-face cost of recognition after detection.
+func BenchmarkRecognizerFromImage(b *testing.B) {
+	rt, models, testdata := engTestEnv(b)
+	r, err := NewRecognizer(rt, models, engTestModel(b, modelpack.Recognizer), engTestModelOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	img := engTestImage(b, testdata, "deepface", "img5.jpg")
+	det, err := NewDetector(rt, models, engTestModel(b, modelpack.Detector), DetectorOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer det.Close()
+	faces, err := det.Detect(img)
+	if err != nil || len(faces) != 1 {
+		b.Fatalf("img5.jpg: %d faces, %v", len(faces), err)
+	}
+	for _, n := range []int{1, 8} {
+		crops := make([][]byte, n)
+		for i := range crops {
+			c, _, err := AlignedCrop(img, faces[0].Landmarks, 112)
+			if err != nil {
+				b.Fatal(err)
+			}
+			crops[i] = c.BGR()
+		}
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			benchPair(b, r.r, crops, func() error {
+				aligned := make([]*imaging.Image, n)
+				for i := range aligned {
+					c, _, err := AlignedCrop(img, faces[0].Landmarks, 112)
+					if err != nil {
+						return err
+					}
+					aligned[i] = c
+				}
+				_, err := r.EmbedImages(aligned)
+				return err
+			})
+		})
+	}
+}
+
+// BenchmarkEngineAnalyze is the whole engine on one photo: decode not
+// included; detection (two scales), alignment, quality, pose, embedding,
+// age/gender and emotion for every face.
+func BenchmarkEngineAnalyze(b *testing.B) {
+	rt, models, testdata := engTestEnv(b)
+	opts := DefaultEngineOptions()
+	opts.Threads = 1
+	e, err := NewEngine(rt, engTestPack(b), models, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	for _, c := range []struct{ name, file string }{{"faces=1", "deepface/img5.jpg"}, {"faces=6", "insightface/images/t1.jpg"}} {
+		img := engTestImage(b, testdata, filepath.FromSlash(c.file))
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			faces := 0
+			for b.Loop() {
+				res, err := e.Analyze(img, AnalyzeOptions{Embedding: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				faces = len(res)
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/image")
+			b.ReportMetric(float64(faces), "faces")
 		})
 	}
 }
