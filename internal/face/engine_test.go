@@ -353,3 +353,18 @@ func TestEngineConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestEngineReleasesMats analyses photos with every model and checks, in a
+// -tags matprofile build, that no gocv Mat outlives the calls.
+func TestEngineReleasesMats(t *testing.T) {
+	e, testdata := engTestEngine(t)
+	before, ok := imaging.LiveMats()
+	for _, rel := range []string{"deepface/couple.jpg", "insightface/inspireface/data/rotate/rot_90.jpg"} {
+		if _, err := e.Analyze(engTestImage(t, testdata, filepath.FromSlash(rel)), AnalyzeOptions{Embedding: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after, _ := imaging.LiveMats(); ok && after != before {
+		t.Errorf("%d gocv Mats leaked by Analyze", after-before)
+	}
+}
