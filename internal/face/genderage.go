@@ -103,23 +103,15 @@ func (g *GenderAgeModel) PredictImages(crops []*imaging.Image) ([]AgeGender, err
 	return g.predict(pix, true)
 }
 
-// CropImage cuts the crop this model takes for face f from img: the aligned
-// crop (AlignedCrop) for the 2018 model, the bbox-centred crop
-// (BBoxCropTransform) for buffalo's. Callers that already hold an aligned
-// crop of the right size can pass that to PredictImages instead.
+// CropImage cuts the crop this model takes for face f from img (see
+// CropFor): the aligned crop for the 2018 model, the bbox-centred crop for
+// buffalo's. Callers that already hold an aligned crop of the right size can
+// pass that to PredictImages instead.
 func (g *GenderAgeModel) CropImage(img *imaging.Image, f Face) (*imaging.Image, error) {
-	if g.Crop() == modelpack.CropBBox {
-		crop, err := img.WarpAffine(BBoxCropTransform(f.Box, g.r.w), g.r.w, g.r.h)
-		if err != nil {
-			return nil, fmt.Errorf("genderage crop: %w", err)
-		}
-		return crop, nil
-	}
-	crop, _, err := AlignedCrop(img, f.Landmarks, g.r.w)
-	if err != nil {
-		return nil, fmt.Errorf("genderage crop: %w", err)
-	}
-	return crop, nil
+	m := g.model
+	m.Crop = g.Crop()
+	m.InputWidth, m.InputHeight = g.r.w, g.r.h
+	return CropFor(img, f, m)
 }
 
 func (g *GenderAgeModel) predict(crops [][]byte, bgr bool) ([]AgeGender, error) {
