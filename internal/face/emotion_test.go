@@ -3,6 +3,8 @@ package face
 import (
 	"math"
 	"testing"
+
+	"github.com/facestream/facestream/internal/modelpack"
 )
 
 func TestDecodeEmotion(t *testing.T) {
@@ -35,5 +37,52 @@ func TestDecodeEmotion(t *testing.T) {
 	}
 	if _, err := DecodeEmotion(logits[:6], FERLabels); err == nil {
 		t.Error("6 logits accepted for 7 labels")
+	}
+}
+
+// TestAttributeModelsBatchEqualSingle runs the fixed-batch emotion model and
+// the dynamic-batch gender-age model on several aligned crops at once and
+// one at a time.
+func TestAttributeModelsBatchEqualSingle(t *testing.T) {
+	rt, models, testdata := engTestEnv(t)
+	crops := engTestSmallLFW(t, testdata)[:5]
+	em, err := NewEmotion(rt, models, engTestModel(t, modelpack.Emotion), engTestModelOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer em.Close()
+	ga, err := NewGenderAge(rt, models, engTestModel(t, modelpack.GenderAge), engTestModelOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ga.Close()
+	if ga.Crop() != modelpack.CropArcFace112 {
+		t.Errorf("2018 genderage crop %q", ga.Crop())
+	}
+	ems, err := em.PredictImages(crops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gas, err := ga.PredictImages(crops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range crops {
+		e1, err := em.Predict([][]byte{c.RGB()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for l, p := range ems[i].Probs {
+			if math.Abs(float64(p-e1[0].Probs[l])) > 1e-5 {
+				t.Errorf("crop %d: P(%s) batched %v, single %v", i, l, p, e1[0].Probs[l])
+			}
+		}
+		g1, err := ga.Predict([][]byte{c.RGB()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g1[0].Gender != gas[i].Gender || g1[0].Age != gas[i].Age || math.Abs(float64(g1[0].GenderScore-gas[i].GenderScore)) > 1e-5 {
+			t.Errorf("crop %d: age/gender batched %+v, single %+v", i, gas[i], g1[0])
+		}
 	}
 }
