@@ -204,6 +204,9 @@ func (e *Engine) Describe(img *imaging.Image, faces []Face, opts AnalyzeOptions)
 	res := make([]FaceResult, len(faces))
 	crops := make([]*imaging.Image, len(faces))
 	for i, f := range faces {
+		if !f.HasLandmarks() {
+			return nil, fmt.Errorf("analyze face %d: no landmarks (the engine needs a detector with 5 keypoints)", i)
+		}
 		crop, _, err := AlignedCrop(img, f.Landmarks, 112)
 		if err != nil {
 			return nil, fmt.Errorf("analyze face %d: %w", i, err)

@@ -368,3 +368,14 @@ func TestEngineReleasesMats(t *testing.T) {
 		t.Errorf("%d gocv Mats leaked by Analyze", after-before)
 	}
 }
+
+func TestEngineDescribeNeedsLandmarks(t *testing.T) {
+	e, testdata := engTestEngine(t)
+	img := engTestImage(t, testdata, "deepface", "img5.jpg")
+	if _, err := e.Describe(img, []Face{{Box: [4]float32{10, 10, 90, 90}, Score: 0.9}}, AnalyzeOptions{}); err == nil || !strings.Contains(err.Error(), "no landmarks") {
+		t.Errorf("face without landmarks: %v", err)
+	}
+	if res, err := e.Describe(img, nil, AnalyzeOptions{}); err != nil || len(res) != 0 {
+		t.Errorf("no faces: %v, %v", res, err)
+	}
+}
