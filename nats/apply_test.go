@@ -45,8 +45,8 @@ func TestApplyFromEmptyThenAgain(t *testing.T) {
 	if err != nil {
 		t.Fatalf("apply: %v", err)
 	}
-	// 3 streams, 5 consumers, 1 object store, 1 key-value bucket.
-	if len(first) != 10 || actions(first)[fsnats.Created] != 10 {
+	// 3 streams, 6 consumers (the stages and the rejection recorder), 1 object store, 1 key-value bucket.
+	if len(first) != 11 || actions(first)[fsnats.Created] != 11 {
 		t.Fatalf("first apply: %+v", first)
 	}
 	for _, name := range []string{fsnats.StreamWork, fsnats.StreamResults, fsnats.StreamDLQ} {
@@ -81,7 +81,7 @@ func TestApplyFromEmptyThenAgain(t *testing.T) {
 	if err != nil {
 		t.Fatalf("apply again: %v", err)
 	}
-	if actions(second)[fsnats.Unchanged] != 10 {
+	if actions(second)[fsnats.Unchanged] != 11 {
 		t.Errorf("second apply changed something: %+v", second)
 	}
 	c, err := srv.JS.Consumer(ctx, fsnats.StreamWork, fsnats.ConsumerDetect)

@@ -13,7 +13,7 @@ func TestDefaultsLoadAndValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.Streams) != 3 || len(d.Consumers) != 5 || len(d.ObjectStores) != 1 || len(d.KeyValues) != 1 {
+	if len(d.Streams) != 3 || len(d.Consumers) != 6 || len(d.ObjectStores) != 1 || len(d.KeyValues) != 1 {
 		t.Errorf("definitions: %d streams, %d consumers, %d object stores, %d key-value buckets",
 			len(d.Streams), len(d.Consumers), len(d.ObjectStores), len(d.KeyValues))
 	}

@@ -1,0 +1,16 @@
+// Package aggregate is the last stage of the pipeline and the single writer
+// of results: Handler takes faces.analyzed, stores the image, its faces and
+// their embeddings in one idempotent transaction (package store), matches the
+// faces against the tenant's enrolled subjects at the model pack's
+// recognizer threshold (face.matched), deletes the image and crop blobs from
+// the object store, fills the result cache (package resultcache) and
+// publishes image.analyzed.
+//
+// Recorder, in the same package, stores image.rejected results from the
+// durable consumer "recorder" on the results stream, so that every
+// submitted image ends with exactly one stored outcome.
+//
+// Transient failures (the database or the object store unreachable) are
+// plain errors, retried with backoff by the runner; malformed payloads and
+// data the database refuses are events.Permanent and dead-lettered.
+package aggregate
