@@ -122,6 +122,8 @@ type Limits struct {
 	// InlinePayloadMax is the largest image carried inside a message; larger
 	// ones go to the object store. Keep it below the NATS server's max_payload.
 	InlinePayloadMax ByteSize
+	// CacheEntries bounds the in-process tier of the result cache (resultcache.Config.Entries).
+	CacheEntries int
 }
 
 // Retention says how long things are kept.
@@ -154,7 +156,7 @@ func Default() Config {
 		HTTP:      HTTP{Addr: ":8080"},
 		Metrics:   Metrics{Addr: ":9464"},
 		Log:       Log{Level: "info", Format: LogText},
-		Limits:    Limits{MaxImageBytes: 20 << 20, MaxPixels: 40_000_000, InlinePayloadMax: 768 << 10},
+		Limits:    Limits{MaxImageBytes: 20 << 20, MaxPixels: 40_000_000, InlinePayloadMax: 768 << 10, CacheEntries: 1024},
 		Retention: Retention{ImageTTL: 15 * time.Minute, ResultsMaxAge: 24 * time.Hour},
 		Data:      Data{Dir: ".data"},
 	}
