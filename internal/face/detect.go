@@ -68,6 +68,8 @@ type decoder interface {
 
 // netDetector is the Detector for SCRFD and YuNet: one ONNX session, a
 // letterbox preprocessor and an architecture-specific decoder and NMS.
+// Everything but the buffer pool and the closed flag is fixed by
+// NewDetector, so Detect may run on any number of goroutines at once.
 type netDetector struct {
 	sess       *onnx.Session
 	arch       string
@@ -83,7 +85,7 @@ type netDetector struct {
 	closeMu    sync.Mutex
 	closed     bool
 	landmarks  bool
-	secondSize [2]int // network input for the second scale (dynamic models)
+	secondSize [2]int // the box the picture is fitted into at the second scale; zero when off
 
 	rotationAccept float32
 }
