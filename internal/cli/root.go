@@ -31,6 +31,8 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 		// Each subcommand lives in its own file; add one line here per subcommand.
 		newMigrateCommand(getenv),
 		newModelsCommand(getenv),
+		newRunCommand(getenv),
+		newSubmitCommand(getenv),
 		newAnalyzeCommand(s, getenv),
 	)
 	return root
