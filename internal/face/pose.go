@@ -31,10 +31,11 @@ type Pose struct {
 //
 // x and y are where SCRFD puts the landmarks on ordinary portrait photos,
 // not the ArcFace template: the mean, after 5-point alignment, of the
-// largest face's landmarks in the 64 deepface test photos, made left-right
-// symmetric. (SCRFD marks the nose lower and the mouth corners higher and
-// wider than the template, which would otherwise read as every face looking
-// 30° down.) So "zero pitch" is the average portrait, camera at eye level.
+// largest face's landmarks in the 62 deepface img*.jpg test photos, made
+// left-right symmetric. (SCRFD marks the nose lower and the mouth corners
+// higher and wider than the template, which would otherwise read as a
+// typical portrait looking 25° down.) So "zero pitch" is the average
+// portrait, camera at eye level.
 // z: the eyes and mouth corners lie near one plane, the nose tip stands 0.40
 // of the eye distance in front of it, the ratio of nose-tip protrusion to
 // interpupillary distance in anthropometric mean faces (about 25 mm to
