@@ -50,7 +50,8 @@ var (
 
 // RuntimeConfig configures the process's ONNX Runtime environment.
 type RuntimeConfig struct {
-	// LibraryPath is the path of libonnxruntime.so (ORT >= 1.29). Required.
+	// LibraryPath is the path of libonnxruntime.so (ORT >= 1.29), or a bare
+	// file name for the dynamic loader to find. Required.
 	LibraryPath string
 	// Logger receives provider fallbacks and other notices; nil discards them.
 	Logger *slog.Logger
@@ -85,12 +86,16 @@ func Open(cfg RuntimeConfig) (*Runtime, error) {
 	if cfg.LibraryPath == "" {
 		return nil, errors.New("open onnx runtime: no library path (set FACESTREAM_ORT_LIB; scripts/setup.sh installs it)")
 	}
-	lib, err := filepath.Abs(cfg.LibraryPath)
-	if err != nil {
-		return nil, fmt.Errorf("open onnx runtime: %w", err)
-	}
-	if _, err := os.Stat(lib); err != nil {
-		return nil, fmt.Errorf("open onnx runtime: %w (run scripts/setup.sh)", err)
+	lib := cfg.LibraryPath
+	if strings.ContainsRune(lib, filepath.Separator) { // a path, not a name for the loader
+		abs, err := filepath.Abs(lib)
+		if err != nil {
+			return nil, fmt.Errorf("open onnx runtime: %w", err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return nil, fmt.Errorf("open onnx runtime: %w (run scripts/setup.sh)", err)
+		}
+		lib = abs
 	}
 	log := cfg.Logger
 	if log == nil {

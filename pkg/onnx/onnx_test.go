@@ -387,6 +387,11 @@ func TestRuntimeHandles(t *testing.T) {
 	if _, err := onnx.Open(onnx.RuntimeConfig{LibraryPath: other}); err == nil || !strings.Contains(err.Error(), "already open with") {
 		t.Errorf("Open with another library while open = %v", err)
 	}
+	// A bare name is left to the dynamic loader (no file check here); with
+	// the environment open from a path, it is refused the same way.
+	if _, err := onnx.Open(onnx.RuntimeConfig{LibraryPath: "libonnxruntime.so"}); err == nil || !strings.Contains(err.Error(), "cannot switch to libonnxruntime.so") {
+		t.Errorf("Open with a bare library name while open = %v", err)
+	}
 	if _, err := onnx.Open(onnx.RuntimeConfig{}); err == nil || !strings.Contains(err.Error(), "FACESTREAM_ORT_LIB") {
 		t.Errorf("Open without a path = %v", err)
 	}
