@@ -315,4 +315,3 @@ func mosaic(t *testing.T, eng *face.Engine, n int) []byte {
 	}
 	return data
 }
-
