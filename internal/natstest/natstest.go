@@ -1,6 +1,7 @@
 package natstest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -170,9 +171,19 @@ func (s *Server) StartAgain() {
 	s.srv = srv
 	s.mu.Unlock()
 
-	for deadline := time.Now().Add(readyTimeout); !s.Conn.IsConnected(); {
+	// Reconnected is not yet ready: wait until JetStream answers its API too,
+	// so a test's next publish is not sent into a server still recovering.
+	for deadline := time.Now().Add(readyTimeout); ; {
+		if s.Conn.IsConnected() {
+			ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+			_, err := s.JS.AccountInfo(ctx)
+			cancel()
+			if err == nil {
+				return
+			}
+		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("natstest: client did not reconnect within %v", readyTimeout)
+			s.t.Fatalf("natstest: client did not reconnect to a ready JetStream within %v", readyTimeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

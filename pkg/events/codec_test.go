@@ -261,7 +261,7 @@ func TestLargeFacesEventFitsMaxPayload(t *testing.T) {
 					"anger": 0.02, "disgust": 0.02, "fear": 0.02, "contempt": 0.02,
 				}},
 				Pose:    &events.Pose{Yaw: 1, Pitch: 2, Roll: 3},
-				Quality: &events.Quality{Sharpness: 100, Brightness: 0.5, FaceSize: 100, DetScore: 0.9, Usable: true},
+				Quality: &events.Quality{Sharpness: 100, Brightness: 128, FaceSize: 100, DetScore: 0.9, Usable: true},
 			},
 		}
 	}

@@ -254,7 +254,7 @@ const (
 type Quality struct {
 	// Sharpness is the variance of the Laplacian of the aligned crop's luma.
 	Sharpness float32 `json:"sharpness"`
-	// Brightness is the mean luma of the aligned crop, 0..1.
+	// Brightness is the mean grey level of the aligned crop, 0..255.
 	Brightness float32 `json:"brightness"`
 	// FaceSize is the shorter side of the box in pixels.
 	FaceSize float32 `json:"face_size"`

@@ -21,7 +21,13 @@ type Publisher struct {
 	reg     prometheus.Registerer
 	seconds *prometheus.HistogramVec
 	now     func() time.Time
+	attempt time.Duration // how long one attempt waits for its PubAck
 }
+
+// DefaultAttemptTimeout is how long one publish attempt waits for its PubAck
+// before it is sent again (with the same Nats-Msg-Id, so a copy that did
+// arrive is dropped as a duplicate).
+const DefaultAttemptTimeout = 5 * time.Second
 
 // PublisherOption configures a Publisher.
 type PublisherOption func(*Publisher)
@@ -45,9 +51,15 @@ func WithRegisterer(reg prometheus.Registerer) PublisherOption {
 	return func(p *Publisher) { p.reg = reg }
 }
 
+// WithAttemptTimeout sets how long one attempt waits for its PubAck before
+// the message is sent again (DefaultAttemptTimeout otherwise).
+func WithAttemptTimeout(d time.Duration) PublisherOption {
+	return func(p *Publisher) { p.attempt = d }
+}
+
 // NewPublisher returns a Publisher over js.
 func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, error) {
-	p := &Publisher{js: js, source: DefaultSource, now: time.Now}
+	p := &Publisher{js: js, source: DefaultSource, now: time.Now, attempt: DefaultAttemptTimeout}
 	for _, opt := range opts {
 		opt(p)
 	}
@@ -80,7 +92,7 @@ func (p *Publisher) Publish(ctx context.Context, e Event) (*jetstream.PubAck, er
 		return nil, fmt.Errorf("publish: %w", Permanent(err))
 	}
 	start := time.Now()
-	ack, err := p.js.PublishMsg(ctx, msg)
+	ack, err := p.publish(ctx, msg)
 	result := "ok"
 	switch {
 	case err != nil:
@@ -100,6 +112,38 @@ func (p *Publisher) Publish(ctx context.Context, e Event) (*jetstream.PubAck, er
 			"subject", msg.Subject, "id", e.CloudEvent.ID(), "stream", ack.Stream, "seq", ack.Sequence)
 	}
 	return ack, nil
+}
+
+// publish sends msg until JetStream acknowledges it, the error is not one a
+// resend can cure, or ctx ends. A PubAck lost in a reconnect, or a JetStream
+// that is still recovering after a restart, would otherwise hold the caller
+// until its own deadline; resending is safe because Nats-Msg-Id dedupes.
+func (p *Publisher) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, p.attempt)
+		ack, err := p.js.PublishMsg(actx, msg)
+		cancel()
+		if err == nil || ctx.Err() != nil || !resendable(err) {
+			return ack, err
+		}
+		p.logger.DebugContext(ctx, "publish attempt failed, sending again", "subject", msg.Subject, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// resendable reports whether sending the same message again may succeed
+// soon: its PubAck was lost, or the connection is being re-established. "No
+// responders" (no stream takes the subject) is returned at once instead:
+// the caller decides when to try again.
+func resendable(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
 }
 
 // complete returns a copy of e with id, source and time filled in.

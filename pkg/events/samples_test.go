@@ -76,7 +76,7 @@ func sampleFaces(withEmbedding, withAttributes, withResult bool) []events.Face {
 					"happiness": 0.75, "neutral": 0.125, "surprise": 0.0625, "sadness": 0.0625,
 				}},
 				Pose:    &events.Pose{Yaw: -12.5, Pitch: 4.25, Roll: 1.5},
-				Quality: &events.Quality{Sharpness: 412.5, Brightness: 0.5, FaceSize: 159.5, DetScore: faces[i].Score, Usable: i == 0},
+				Quality: &events.Quality{Sharpness: 412.5, Brightness: 128, FaceSize: 159.5, DetScore: faces[i].Score, Usable: i == 0},
 			}
 			if i == 1 {
 				faces[i].Attributes.Quality.Reason = events.QualityBlurry
