@@ -12,7 +12,8 @@ export FACESTREAM_TEST_DSN ?= postgres://facestream@127.0.0.1:5432/facestream?ss
 export FACESTREAM_DATABASE_URL ?= postgres://facestream@127.0.0.1:5432/facestream?sslmode=disable
 
 GO ?= go
-GOTESTFLAGS ?= -count=1 -timeout 20m
+# matprofile: gocv counts live Mats, and the imaging and face TestMains fail on any leak.
+GOTESTFLAGS ?= -count=1 -timeout 20m -tags matprofile
 BIN := $(ROOT)/bin
 
 .PHONY: all setup build run test bench lint fmt clean

@@ -143,7 +143,7 @@ type Data struct {
 // Default returns the configuration every binary starts from.
 func Default() Config {
 	return Config{
-		NATS:     NATS{URL: Secret("nats://127.0.0.1:4222"), Listen: "127.0.0.1:4222"},
+		NATS:     NATS{URL: Secret("nats://127.0.0.1:4223"), Listen: "127.0.0.1:4223"}, // not 4222: a system NATS often holds the standard port
 		Database: Database{URL: ""},
 		Models:   Models{Dir: "models", Pack: "dev"},
 		ORT: ORT{
