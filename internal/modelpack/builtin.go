@@ -13,10 +13,11 @@ import (
 // The built-in packs, one JSON file each (packs/<name>.json):
 //
 //   - dev: the models in ../shared/models, for development and CI. Its
-//     recognizer threshold (0.3) is a placeholder: the value is measured on
-//     labelled pairs in the internal/face tests and set here by whoever
-//     measures it (the JSON's notes say so too).
-//   - dev-yunet: dev with the YuNet detector (MIT/Apache-2.0) instead of SCRFD.
+//     recognizer threshold (0.46) was measured on the labelled pairs of
+//     ../shared/testdata (docs/face-engine.md, internal/face tests); whoever
+//     measures it again sets it here (the JSON's notes say where it comes from).
+//   - dev-yunet: dev with the YuNet detector (MIT/Apache-2.0) instead of SCRFD;
+//     the same recognizer, so the same threshold.
 //   - buffalo_l, buffalo_m, buffalo_s, buffalo_sc, antelopev2: InsightFace's
 //     model-zoo packs, downloaded from their official v0.7 release archives.
 //     Their weights are for non-commercial research only.

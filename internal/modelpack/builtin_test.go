@@ -114,6 +114,10 @@ func TestDevPack(t *testing.T) {
 		y.Std != [3]float32{1, 1, 1} || y.InputWidth != 640 || y.DynamicSize || y.Threshold != 0.6 || !y.Commercial {
 		t.Errorf("dev-yunet detector = %+v", y)
 	}
+	dy, _ := lookup(t, "dev-yunet").Model(modelpack.Recognizer)
+	if dy.File != rec.File || dy.Threshold != rec.Threshold {
+		t.Errorf("dev-yunet's recognizer (%s, threshold %v) must be dev's (%s, %v)", dy.File, dy.Threshold, rec.File, rec.Threshold)
+	}
 	if lookup(t, "dev-yunet").Commercial {
 		t.Error("dev-yunet still holds non-commercial models")
 	}
