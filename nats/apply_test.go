@@ -102,7 +102,7 @@ func TestApplyUpdatesInPlace(t *testing.T) {
 	if _, err := fsnats.Apply(ctx, srv.JS, fsnats.WithMemoryStorage()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := srv.JS.Publish(ctx, events.SubjectImageAnalyzed, []byte("result")); err != nil {
+	if _, err := srv.JS.Publish(ctx, events.ResultSubject(events.TypeImageAnalyzed, "img-1"), []byte("result")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -222,7 +222,7 @@ func TestConsumerFiltersAreInsideTheirStreams(t *testing.T) {
 
 	// Every subject of the event contract lands in exactly the right stream.
 	for _, typ := range events.Types() {
-		subject, ok := events.SubjectOf(typ)
+		subject, ok := events.SubjectFor(typ, "00000000-0000-4000-8000-000000000001")
 		if !ok {
 			subject = events.DLQSubject(events.StageDetect)
 		}

@@ -105,7 +105,7 @@ func (o *submitOptions) run(cmd *cobra.Command, args []string) error {
 	}
 	// Listen before publishing so that no result is missed.
 	results, err := js.OrderedConsumer(ctx, fsnats.StreamResults, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.SubjectImageAnalyzed, events.SubjectImageRejected},
+		FilterSubjects: []string{events.SubjectImageAnalyzed + ".>", events.SubjectImageRejected + ".>"},
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 	})
 	if err != nil {

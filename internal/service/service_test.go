@@ -126,7 +126,7 @@ func TestRunAll(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	results, err := js.OrderedConsumer(ctx, fsnats.StreamResults, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectImageAnalyzed}})
+	results, err := js.OrderedConsumer(ctx, fsnats.StreamResults, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectImageAnalyzed + ".>"}})
 	if err != nil {
 		t.Fatal(err)
 	}

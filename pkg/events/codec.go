@@ -31,12 +31,18 @@ const contentTypeStructured = "application/cloudevents+json"
 // every extension as ce-<extension>, Nats-Msg-Id set to the event id, the
 // trace context as traceparent / tracestate, and the data as the message
 // body, byte for byte. The event must be valid (id, source, type set).
+// The NATS subject is e.Subject, or else SubjectFor the type and the image
+// id (results end in the image's token).
 func Encode(e Event) (*nats.Msg, error) {
 	ce := e.CloudEvent
 	subject := e.Subject
 	if subject == "" {
 		var ok bool
-		if subject, ok = SubjectOf(ce.Type()); !ok {
+		imageID := ce.Subject()
+		if imageID == "" {
+			imageID = ce.ID()
+		}
+		if subject, ok = SubjectFor(ce.Type(), imageID); !ok {
 			return nil, fmt.Errorf("encode event: no NATS subject for type %q", ce.Type())
 		}
 	}

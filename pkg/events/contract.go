@@ -1,6 +1,10 @@
 package events
 
-import "strings"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
 
 // NATS subjects of the pipeline. Every subject carries one CloudEvents type.
 const (
@@ -12,6 +16,12 @@ const (
 	SubjectFacesAnalyzed  = "facestream.faces.analyzed"
 	SubjectImageAnalyzed  = "facestream.image.analyzed"
 	SubjectFaceMatched    = "facestream.face.matched"
+
+	// The result subjects above (image.rejected, image.analyzed,
+	// face.matched) are prefixes: each result is published on
+	// <prefix>.<image token> (see ResultSubject), so that a subscriber can
+	// wait for one image's result, and an erasure can purge that image's
+	// stored results, by subject alone. Subscribe to <prefix>.> for all.
 
 	// SubjectDLQPrefix starts the dead-letter subject of every stage:
 	// facestream.dlq.<stage>. See DLQSubject.
@@ -91,7 +101,8 @@ const MaxInlineBytes = 256 << 10
 
 // SubjectOf returns the NATS subject that carries events of type typ, and
 // false for an unknown type and for dead letters (whose subject depends on
-// the stage; see DLQSubject).
+// the stage; see DLQSubject). For the result types (IsResultType) it is the
+// prefix of the subject: the event goes to ResultSubject(typ, imageID).
 func SubjectOf(typ string) (string, bool) {
 	switch typ {
 	case TypeImageSubmitted:
@@ -112,6 +123,62 @@ func SubjectOf(typ string) (string, bool) {
 		return SubjectFaceMatched, true
 	}
 	return "", false
+}
+
+// IsResultType reports whether events of type typ are results
+// (image.rejected, image.analyzed, face.matched), published on a subject
+// that ends in their image's token (ResultSubject).
+func IsResultType(typ string) bool {
+	return typ == TypeImageRejected || typ == TypeImageAnalyzed || typ == TypeFaceMatched
+}
+
+// SubjectFor returns the NATS subject of an event of type typ about image
+// imageID: SubjectOf(typ), followed for a result type by "." and
+// ImageToken(imageID). It returns false where SubjectOf does.
+func SubjectFor(typ, imageID string) (string, bool) {
+	s, ok := SubjectOf(typ)
+	if !ok {
+		return "", false
+	}
+	if IsResultType(typ) {
+		s += "." + ImageToken(imageID)
+	}
+	return s, true
+}
+
+// ResultSubject returns the subject a result of type typ about imageID is
+// published on, e.g. facestream.image.analyzed.<image id>; "" for a type
+// that is not a result.
+func ResultSubject(typ, imageID string) string {
+	if !IsResultType(typ) {
+		return ""
+	}
+	s, _ := SubjectFor(typ, imageID)
+	return s
+}
+
+// ImageToken is an image id as one NATS subject token: the id itself when
+// it is a valid token of at most 128 characters of letters, digits, '-' and
+// '_' (UUIDs, the ids the HTTP API chooses, always are), otherwise "h" and
+// the first 32 hex digits of the SHA-256 of the id.
+func ImageToken(imageID string) string {
+	if plainToken(imageID) {
+		return imageID
+	}
+	sum := sha256.Sum256([]byte(imageID))
+	return "h" + hex.EncodeToString(sum[:16])
+}
+
+func plainToken(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // Types returns every CloudEvents type of the contract, dead letters

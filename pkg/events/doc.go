@@ -32,11 +32,13 @@
 //
 //	{"bucket":"facestream-images","key":"uploads/abc.jpg","size":4404019,"sha256":"…"}
 //
-// The result arrives on facestream.image.analyzed (an ImageAnalyzed) or,
-// if the image cannot be analysed, on facestream.image.rejected (an
+// The result arrives on facestream.image.analyzed.<image id> (an ImageAnalyzed)
+// or, if the image cannot be analysed, on facestream.image.rejected.<image id> (an
 // ImageRejected with a machine-readable RejectReason), both with ce-subject
 // set to the image id, in stream FACESTREAM_RESULTS. Faces that resemble an
-// enrolled subject are also announced on facestream.face.matched.
+// enrolled subject are also announced on facestream.face.matched.<image id>.
+// Result subjects end in the image id (ImageToken; ResultSubject), so a
+// subscriber can wait for one image: subscribe to the prefix and ".>" for all.
 //
 // # For subscribers
 //

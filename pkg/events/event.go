@@ -19,7 +19,7 @@ import (
 type Event struct {
 	// Subject is the NATS subject to publish on (not the CloudEvents
 	// subject, which is the image id). Empty means the subject of the
-	// CloudEvent's type (SubjectOf).
+	// CloudEvent's type and image (SubjectFor).
 	Subject string
 	// CloudEvent is the event: attributes, extensions and data.
 	CloudEvent event.Event

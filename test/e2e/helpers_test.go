@@ -190,7 +190,7 @@ func storedEmbeddings(t *testing.T, ctx context.Context, db *pgxpool.Pool, image
 // the EXIF orientation ingest applied, by image id.
 func orientations(t *testing.T, ctx context.Context, js jetstream.JetStream) map[string]int {
 	t.Helper()
-	cons, err := js.OrderedConsumer(ctx, fsnats.StreamResults, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectImageAnalyzed}})
+	cons, err := js.OrderedConsumer(ctx, fsnats.StreamResults, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectImageAnalyzed + ".>"}})
 	if err != nil {
 		t.Fatal(err)
 	}
