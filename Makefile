@@ -16,7 +16,7 @@ GO ?= go
 GOTESTFLAGS ?= -count=1 -timeout 20m -tags matprofile
 BIN := $(ROOT)/bin
 
-.PHONY: all setup build run test bench lint fmt clean
+.PHONY: all setup build run test bench lint fmt clean chaos fuzz
 
 all: build
 
@@ -34,6 +34,24 @@ run: build
 test: setup
 	@$(GO) vet ./...
 	@$(GO) test $(GOTESTFLAGS) ./...
+
+## chaos: the full fault-injection run (500 images; kill -9 of every stage, a NATS restart, PostgreSQL
+## down for 30 s) against the real stage binaries; writes reports/reliability.{md,json}.
+CHAOS_IMAGES ?= 500
+CHAOS_PG_STOP ?= 30s
+chaos: setup
+	@mkdir -p $(ROOT)/reports
+	@FACESTREAM_CHAOS_IMAGES=$(CHAOS_IMAGES) FACESTREAM_CHAOS_PG_STOP=$(CHAOS_PG_STOP) FACESTREAM_CHAOS_KILLS=3 \
+		FACESTREAM_CHAOS_REPORT=$(ROOT)/reports \
+		$(GO) test $(GOTESTFLAGS) -timeout 60m -run '^TestChaos$$' -v ./test/chaos
+
+## fuzz: every fuzz target for FUZZTIME each (image validation, OpenCV decoding, event decoding).
+FUZZTIME ?= 2m
+FUZZPARALLEL ?= 1
+fuzz: setup
+	@$(GO) test -tags matprofile -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) ./internal/stages/ingest
+	@$(GO) test -tags matprofile -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) ./internal/imaging
+	@$(GO) test -tags matprofile -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) ./pkg/events
 
 ## bench: the benchmarks (testing.B) of the face engine and the pipeline.
 bench: setup

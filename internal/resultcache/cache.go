@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -82,7 +83,9 @@ type Config struct {
 type Cache struct {
 	kv    jetstream.KeyValue
 	store *store.Store
-	max   int
+	// storeErrors counts database lookups that failed and became misses.
+	storeErrors atomic.Int64
+	max         int
 
 	mu    sync.Mutex
 	order *list.List // of *item, most recent first
@@ -104,8 +107,10 @@ func New(cfg Config) *Cache {
 }
 
 // Get returns the cached analysis of k and the tier it came from, or false.
-// A hit in a slower tier fills the faster ones. An error of a tier (the
-// bucket or the database unreachable) is returned, not taken for a miss.
+// A hit in a slower tier fills the faster ones. An error of the bucket is
+// returned; an error of the database tier is a miss (counted in
+// StoreErrors), so that a PostgreSQL outage degrades the cache instead of
+// stopping ingest.
 func (c *Cache) Get(ctx context.Context, k Key) (Entry, Tier, bool, error) {
 	if e, ok := c.getMemory(k); ok {
 		return e, TierMemory, true, nil
@@ -128,6 +133,14 @@ func (c *Cache) Get(ctx context.Context, k Key) (Entry, Tier, bool, error) {
 	}
 	if c.store != nil {
 		got, ok, err := c.store.LookupCached(ctx, k.Tenant, k.SHA256, k.Pack)
+		if err != nil && ctx.Err() == nil {
+			// Graceful degradation: the database tier is optional. While
+			// PostgreSQL is down a lookup is a miss (the image is analysed
+			// again, and the aggregate stage's upsert keeps the effect
+			// exactly once), so ingest never stalls on the database.
+			c.storeErrors.Add(1)
+			return Entry{}, "", false, nil
+		}
 		if err != nil {
 			return Entry{}, "", false, fmt.Errorf("get cached result: %w", err)
 		}
@@ -219,3 +232,7 @@ func clone(e Entry) Entry {
 	}
 	return e
 }
+
+// StoreErrors is how many database-tier lookups failed and were answered as
+// misses (see Get).
+func (c *Cache) StoreErrors() int64 { return c.storeErrors.Load() }

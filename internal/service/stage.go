@@ -123,6 +123,7 @@ func BuildStage(ctx context.Context, env *Env, name string) (*Stage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build stage %s: %w", name, err)
 	}
+	h = withBreaker(env, name, h)
 	s, err := newStage(ctx, env, name, streamOf(name), name, h, closer)
 	if err != nil {
 		return nil, err
