@@ -101,7 +101,14 @@ func TestPipeline(t *testing.T) {
 				}
 				for i := range w {
 					if c := face.Cosine(embs[i], w[i].Embedding); c < 0.9999 {
-						t.Errorf("%s face %d: stored embedding has cosine %v to the engine's", s.path, i, c)
+						// Say where the two disagree: detection (box, landmarks) or the embedding alone.
+						var box [4]float32
+						var lm []float32
+						var score float32
+						err := db.QueryRow(ctx, `SELECT box_x1, box_y1, box_x2, box_y2, landmarks, det_score FROM facestream.faces
+							WHERE image_id = $1 AND face_index = $2`, store.ImageUUID(s.id), i).Scan(&box[0], &box[1], &box[2], &box[3], &lm, &score)
+						t.Errorf("%s face %d: stored embedding has cosine %v to the engine's; stored box %v landmarks %v score %v (err %v), engine box %v landmarks %v score %v",
+							s.path, i, c, box, lm, score, err, w[i].Box, w[i].Landmarks, w[i].Score)
 					}
 				}
 			case "rejected":
