@@ -34,6 +34,7 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 		newRunCommand(getenv),
 		newSubmitCommand(getenv),
 		newAnalyzeCommand(s, getenv),
+		newBenchCommand(s, getenv),
 	)
 	return root
 }

@@ -27,6 +27,13 @@ type Config struct {
 	Limits    Limits
 	Retention Retention
 	Data      Data
+	Tracing   Tracing
+}
+
+// Tracing configures OpenTelemetry tracing.
+type Tracing struct {
+	// OTLPEndpoint is the OTLP gRPC collector (host:port); empty turns tracing off.
+	OTLPEndpoint string
 }
 
 // NATS is how a binary reaches the NATS server.
@@ -74,6 +81,8 @@ type ORT struct {
 	DeviceID int
 	// IntraOpThreads and InterOpThreads size ORT's thread pools; 0 lets ORT choose.
 	IntraOpThreads, InterOpThreads int
+	// Spinning lets intra-op threads busy-wait between operators.
+	Spinning bool
 }
 
 // Stage configures a pipeline stage's consumer.

@@ -3,6 +3,7 @@ package face
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/facestream/facestream/internal/imaging"
 	"github.com/facestream/facestream/internal/modelpack"
@@ -22,6 +23,11 @@ type EngineOptions struct {
 	FallbackToCPU bool
 	// MaxBatch bounds one Run of a dynamic-batch model (DefaultMaxBatch when 0).
 	MaxBatch int
+	// NoSpinning and Observe are passed to every session (onnx.SessionConfig):
+	// intra-op threads that sleep instead of spinning, and a hook timing
+	// every model run (the service's inference histogram).
+	NoSpinning bool
+	Observe    func(model string, batch int, d time.Duration)
 	// Detection tunes the detector: score threshold, max faces, minimum face
 	// size, rotation retry, second scale. Its Session, when zero, is the one
 	// Threads, Provider and FallbackToCPU describe.
@@ -63,6 +69,7 @@ func (o EngineOptions) session() onnx.SessionConfig {
 	return onnx.SessionConfig{
 		IntraOpThreads: o.Threads, InterOpThreads: o.InterOpThreads,
 		Provider: o.Provider, DeviceID: o.DeviceID, FallbackToCPU: o.FallbackToCPU,
+		NoSpinning: o.NoSpinning, Observe: o.Observe,
 	}
 }
 

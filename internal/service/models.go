@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/facestream/facestream/internal/config"
 	"github.com/facestream/facestream/internal/face"
 	"github.com/facestream/facestream/internal/modelpack"
+	"github.com/facestream/facestream/internal/telemetry"
 	"github.com/facestream/facestream/pkg/onnx"
 )
 
@@ -21,7 +24,11 @@ type Models struct {
 
 // OpenModels opens the ONNX Runtime and loads (and verifies) the configured
 // model pack.
-func OpenModels(cfg config.Config, logger *slog.Logger) (*Models, error) {
+func OpenModels(cfg config.Config, logger *slog.Logger, reg prometheus.Registerer) (*Models, error) {
+	inference, err := telemetry.NewInference(reg)
+	if err != nil {
+		return nil, fmt.Errorf("open models: %w", err)
+	}
 	pack, err := modelpack.Lookup(cfg.Models.Pack)
 	if err != nil {
 		return nil, fmt.Errorf("open models: %w", err)
@@ -41,6 +48,8 @@ func OpenModels(cfg config.Config, logger *slog.Logger) (*Models, error) {
 	opts.DeviceID = cfg.ORT.DeviceID
 	opts.FallbackToCPU = cfg.ORT.CPUFallback
 	opts.MaxBatch = max(cfg.Embed.BatchSize, 1)
+	opts.NoSpinning = !cfg.ORT.Spinning
+	opts.Observe = inference.Observe
 	eng, err := face.NewEngine(rt, pack, cfg.Models.Dir, opts)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("open models: %w", err), rt.Close())

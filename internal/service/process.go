@@ -19,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/facestream/facestream/internal/config"
+	"github.com/facestream/facestream/internal/telemetry"
 	"github.com/facestream/facestream/migrations"
+	fsnats "github.com/facestream/facestream/nats"
 	"github.com/facestream/facestream/pkg/events"
 )
 
@@ -77,7 +79,7 @@ func RunStage(ctx context.Context, b config.Binary, cfg config.Config, logger *s
 	}
 	env := &Env{Config: cfg, Logger: logger, Registerer: reg, JS: js, Blobs: events.NewBlobStore(js)}
 	if needsModels(stage) {
-		if env.Models, err = OpenModels(cfg, logger); err != nil {
+		if env.Models, err = OpenModels(cfg, logger, reg); err != nil {
 			return fmt.Errorf("run %s: %w", stage, err)
 		}
 		defer func() { err = errors.Join(err, env.Models.Close()) }()
@@ -94,6 +96,13 @@ func RunStage(ctx context.Context, b config.Binary, cfg config.Config, logger *s
 	if stage == events.StageAggregate {
 		names = append(names, StageRecorder)
 	}
+	tp, shutdownTracing, err := telemetry.Tracing(ctx, cfg.Tracing.OTLPEndpoint, "facestream-"+stage)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", stage, err)
+	}
+	defer func() { err = errors.Join(err, shutdownTracing(context.WithoutCancel(ctx))) }()
+	env.Tracer = tp
+	reg.MustRegister(telemetry.NewConsumerLag(js, consumerRefs(names), []string{fsnats.StreamDLQ}))
 	stages, err := buildAll(ctx, env, names)
 	if err != nil {
 		return fmt.Errorf("run %s: %w", stage, err)
@@ -151,14 +160,20 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, ready f
 	logger.Info("database migrated", "applied", len(applied))
 	health.Add("postgres", pool.Ping)
 
-	models, err := OpenModels(cfg, logger)
+	models, err := OpenModels(cfg, logger, reg)
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
 	defer func() { err = errors.Join(err, models.Close()) }()
 	health.Add("models", func(context.Context) error { return nil })
 
-	env := &Env{Config: cfg, Logger: logger, Registerer: reg, JS: js, Blobs: events.NewBlobStore(js), Models: models, DB: pool}
+	tp, shutdownTracing, err := telemetry.Tracing(ctx, cfg.Tracing.OTLPEndpoint, "facestream")
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	defer func() { err = errors.Join(err, shutdownTracing(context.WithoutCancel(ctx))) }()
+	reg.MustRegister(telemetry.NewConsumerLag(js, consumerRefs(AllStages()), []string{fsnats.StreamDLQ}))
+	env := &Env{Config: cfg, Logger: logger, Registerer: reg, JS: js, Blobs: events.NewBlobStore(js), Models: models, DB: pool, Tracer: tp}
 	stages, err := buildAll(ctx, env, AllStages())
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
@@ -178,6 +193,16 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, ready f
 // order, then the rejection recorder.
 func AllStages() []string {
 	return []string{events.StageIngest, events.StageDetect, events.StageEmbed, events.StageAttrs, events.StageAggregate, StageRecorder}
+}
+
+// consumerRefs are the durable consumers of the named stages, for the
+// consumer-lag metrics.
+func consumerRefs(names []string) []telemetry.ConsumerRef {
+	out := make([]telemetry.ConsumerRef, 0, len(names))
+	for _, n := range names {
+		out = append(out, telemetry.ConsumerRef{Stream: streamOf(n), Consumer: n})
+	}
+	return out
 }
 
 // buildAll builds the named stages, closing those built when one fails.

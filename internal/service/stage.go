@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/facestream/facestream/internal/config"
 	"github.com/facestream/facestream/internal/imaging"
@@ -30,6 +31,8 @@ type Env struct {
 	Blobs      *events.BlobStore
 	Models     *Models
 	DB         *pgxpool.Pool
+	// Tracer traces every message of every stage (nil: no tracing).
+	Tracer trace.TracerProvider
 }
 
 // Stage is a built stage: its runner, and what to release once the runner
@@ -142,10 +145,11 @@ func newStage(ctx context.Context, env *Env, name, stream, consumer string, h ev
 		return nil, err
 	}
 	r, err := events.NewRunner(env.JS, cons, h, events.RunnerConfig{
-		Stage:       name,
-		Concurrency: env.Config.Stage.Concurrency,
-		Logger:      env.Logger,
-		Registerer:  env.Registerer,
+		Stage:          name,
+		Concurrency:    env.Config.Stage.Concurrency,
+		Logger:         env.Logger,
+		Registerer:     env.Registerer,
+		TracerProvider: env.Tracer,
 	})
 	if err != nil {
 		err = fmt.Errorf("build stage %s: %w", name, err)

@@ -1,7 +1,9 @@
 package events
 
 import (
+	"context"
 	"errors"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -21,6 +23,9 @@ type stageMetrics struct {
 	handle      *prometheus.HistogramVec
 	inFlight    *prometheus.GaugeVec
 	deadLetters *prometheus.CounterVec
+	queueWait   *prometheus.HistogramVec
+	steps       *prometheus.HistogramVec
+	rejected    *prometheus.CounterVec
 }
 
 func newStageMetrics(reg prometheus.Registerer) (*stageMetrics, error) {
@@ -42,6 +47,20 @@ func newStageMetrics(reg prometheus.Registerer) (*stageMetrics, error) {
 			Name: "facestream_stage_dead_letters_total",
 			Help: "Messages a stage dead-lettered, by reason: permanent, max_deliver, malformed.",
 		}, []string{"stage", "reason"}),
+		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "facestream_stage_queue_wait_seconds",
+			Help:    "Time a message waited in its stream before a stage began handling it (from the stream's store time; includes retry back-off).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18), // 0.5 ms .. 65 s
+		}, []string{"stage"}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "facestream_stage_step_seconds",
+			Help:    "Time of one step of a stage's work on a message, by step: publish (outputs to PubAck), and what handlers report through ObserveStep (decode, inference, database, blob).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18), // 0.1 ms .. 13 s
+		}, []string{"stage", "step"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "facestream_images_rejected_total",
+			Help: "Images a stage rejected (image.rejected published), by reason.",
+		}, []string{"stage", "reason"}),
 	}
 	var err error
 	if m.messages, err = register(reg, m.messages); err != nil {
@@ -54,6 +73,15 @@ func newStageMetrics(reg prometheus.Registerer) (*stageMetrics, error) {
 		return nil, err
 	}
 	if m.deadLetters, err = register(reg, m.deadLetters); err != nil {
+		return nil, err
+	}
+	if m.queueWait, err = register(reg, m.queueWait); err != nil {
+		return nil, err
+	}
+	if m.steps, err = register(reg, m.steps); err != nil {
+		return nil, err
+	}
+	if m.rejected, err = register(reg, m.rejected); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -84,4 +112,32 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 		return c, err
 	}
 	return c, nil
+}
+
+// Steps a stage's work is split into in facestream_stage_step_seconds. The
+// runner records StepPublish; handlers report the others with ObserveStep.
+const (
+	StepDecode    = "decode"    // image bytes to pixels
+	StepInference = "inference" // model runs, with their pre- and post-processing
+	StepDatabase  = "database"  // PostgreSQL statements and transactions
+	StepBlob      = "blob"      // object-store reads and writes
+	StepPublish   = "publish"   // the outputs' publishes, until each PubAck
+)
+
+type stepKey struct{}
+
+// ObserveStep records that the handler called with ctx spent d on step (one
+// of the Step… names) in facestream_stage_step_seconds. It does nothing when
+// ctx does not come from a Runner, so handlers may call it unconditionally.
+func ObserveStep(ctx context.Context, step string, d time.Duration) {
+	if f, ok := ctx.Value(stepKey{}).(func(string, time.Duration)); ok {
+		f(step, d)
+	}
+}
+
+// withSteps returns ctx carrying the stage's step observer.
+func (m *stageMetrics) withSteps(ctx context.Context, stage string) context.Context {
+	return context.WithValue(ctx, stepKey{}, func(step string, d time.Duration) {
+		m.steps.WithLabelValues(stage, step).Observe(d.Seconds())
+	})
 }

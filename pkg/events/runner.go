@@ -14,6 +14,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Handler is a pipeline stage: it turns one input event into the events that
@@ -121,6 +126,11 @@ type RunnerConfig struct {
 	// Registerer receives the runner's metrics. Runners of different stages
 	// may share one. Nothing is registered when nil.
 	Registerer prometheus.Registerer
+	// TracerProvider, when not nil, traces every message: the runner
+	// continues the trace of the input's traceparent (or starts one), runs
+	// the handler inside a span named after the stage, and hands that span
+	// on as the traceparent of every output. Nil traces nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultRunnerConfig returns the defaults of RunnerConfig (Stage unset).
@@ -203,6 +213,7 @@ type Runner struct {
 	cfg      RunnerConfig
 	pub      *Publisher
 	metrics  *stageMetrics
+	tracer   trace.Tracer
 	logger   *slog.Logger
 	now      func() time.Time
 }
@@ -225,7 +236,12 @@ func NewRunner(js jetstream.JetStream, consumer jetstream.Consumer, h Handler, c
 	if err != nil {
 		return nil, fmt.Errorf("new runner: register metrics: %w", err)
 	}
-	return &Runner{js: js, consumer: consumer, handler: h, cfg: cfg, pub: pub, metrics: m, logger: logger, now: time.Now}, nil
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	return &Runner{js: js, consumer: consumer, handler: h, cfg: cfg, pub: pub, metrics: m, logger: logger, now: time.Now,
+		tracer: tp.Tracer("github.com/facestream/facestream/pkg/events")}, nil
 }
 
 // Run processes messages until ctx is cancelled, then drains: it stops
@@ -400,10 +416,23 @@ func (r *Runner) process(ctx context.Context, lim limits, msg jetstream.Msg) {
 	}
 
 	start := time.Now()
-	outs, err := r.handle(ctx, d, logger)
+	if !meta.Timestamp.IsZero() {
+		r.metrics.queueWait.WithLabelValues(stage).Observe(max(start.Sub(meta.Timestamp), 0).Seconds())
+	}
+	ctx, span := r.startSpan(ctx, d)
+	defer span.End()
+	in.TraceParent, in.TraceState = traceContextOf(ctx, in.TraceParent, in.TraceState)
+	outs, err := r.handle(r.metrics.withSteps(ctx, stage), d, logger)
 	r.metrics.handle.WithLabelValues(stage).Observe(time.Since(start).Seconds())
 	if err == nil {
+		pubStart := time.Now()
 		err = r.publishAll(settleCtx, in, outs)
+		r.metrics.steps.WithLabelValues(stage, StepPublish).Observe(time.Since(pubStart).Seconds())
+	}
+	if err == nil {
+		r.countRejections(outs)
+	} else {
+		span.SetStatus(codes.Error, err.Error())
 	}
 	if err == nil {
 		ackCtx, cancel := context.WithTimeout(settleCtx, r.cfg.PublishTimeout)
@@ -610,4 +639,51 @@ func (r *Runner) heartbeat(msg jetstream.Msg, deadline time.Duration, logger *sl
 func (hb *heartbeat) stop() {
 	hb.once.Do(func() { close(hb.done) })
 	hb.wg.Wait()
+}
+
+// countRejections counts the image.rejected outputs by reason.
+func (r *Runner) countRejections(outs []Event) {
+	for _, out := range outs {
+		if out.CloudEvent.Type() != TypeImageRejected {
+			continue
+		}
+		var rej ImageRejected
+		reason := "unknown"
+		if out.Decode(&rej) == nil && rej.Reason != "" {
+			reason = string(rej.Reason)
+		}
+		r.metrics.rejected.WithLabelValues(r.cfg.Stage, reason).Inc()
+	}
+}
+
+// startSpan starts the stage's span for d, a child of the input's
+// traceparent when it has one.
+func (r *Runner) startSpan(ctx context.Context, d *Delivery) (context.Context, trace.Span) {
+	carrier := propagation.MapCarrier{}
+	if d.TraceParent != "" {
+		carrier[HeaderTraceParent] = d.TraceParent
+		if d.TraceState != "" {
+			carrier[HeaderTraceState] = d.TraceState
+		}
+	}
+	ctx = propagation.TraceContext{}.Extract(ctx, carrier)
+	return r.tracer.Start(ctx, r.cfg.Stage, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+		attribute.String("facestream.stage", r.cfg.Stage),
+		attribute.String("facestream.image_id", d.ImageID()),
+		attribute.String("cloudevents.event_id", d.CloudEvent.ID()),
+		attribute.String("cloudevents.event_type", d.CloudEvent.Type()),
+		attribute.Int("messaging.message.delivery_attempt", d.Attempt),
+	))
+}
+
+// traceContextOf is the traceparent and tracestate of the span in ctx, or
+// parent and state unchanged when ctx holds no recording span (tracing off),
+// so that a trace started upstream still flows through.
+func traceContextOf(ctx context.Context, parent, state string) (string, string) {
+	if !trace.SpanContextFromContext(ctx).IsValid() || !trace.SpanFromContext(ctx).IsRecording() {
+		return parent, state
+	}
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	return carrier[HeaderTraceParent], carrier[HeaderTraceState]
 }

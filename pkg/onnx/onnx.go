@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -217,6 +218,16 @@ type SessionConfig struct {
 	FallbackToCPU bool
 	// Inputs and Outputs name the tensors to feed and fetch; empty means all, in model order.
 	Inputs, Outputs []string
+	// NoSpinning turns off the busy-waiting of ORT's intra-op threads
+	// between operators (session.intra_op.allow_spinning = 0). Spinning
+	// lowers latency on an idle machine but burns the cores that image
+	// decoding and the rest of the pipeline need; see docs/benchmarks.md.
+	NoSpinning bool
+	// Observe, when not nil, is called after every native run of the
+	// session with the model's file name (without .onnx), the batch size
+	// (the first dimension of the first input) and the time the run took.
+	// It must be cheap and safe for concurrent use (a histogram).
+	Observe func(model string, batch int, d time.Duration)
 }
 
 // Session is a loaded model. It is safe for concurrent use by multiple
@@ -231,6 +242,7 @@ type Session struct {
 	provider Provider
 	path     string
 	name     string // base name of path, for errors
+	observe  func(model string, batch int, d time.Duration)
 
 	// runHook, when set (tests only), is called by Run while it holds the
 	// read lock, just before the native run.
@@ -268,7 +280,7 @@ func (r *Runtime) NewSession(path string, cfg SessionConfig) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess := &Session{s: s, rt: r, inputs: inputs, outputs: outputs, provider: provider, path: path, name: filepath.Base(path)}
+	sess := &Session{s: s, rt: r, inputs: inputs, outputs: outputs, provider: provider, path: path, name: filepath.Base(path), observe: cfg.Observe}
 	if !r.register(sess) {
 		_ = s.Destroy()
 		return nil, fmt.Errorf("load model %s: %w", path, ErrClosed)
@@ -307,6 +319,11 @@ func newSession(path string, in, out []string, cfg SessionConfig, p Provider) (*
 	if cfg.InterOpThreads > 0 {
 		if err := opts.SetInterOpNumThreads(cfg.InterOpThreads); err != nil {
 			return nil, fmt.Errorf("set inter-op threads: %w", err)
+		}
+	}
+	if cfg.NoSpinning {
+		if err := opts.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+			return nil, fmt.Errorf("disable intra-op spinning: %w", err)
 		}
 	}
 	if err := appendProvider(opts, p, cfg.DeviceID); err != nil {
@@ -533,7 +550,15 @@ func (s *Session) run(inputs []Tensor, out []ort.Value) error {
 		s.runHook()
 	}
 	unset := countNil(out)
+	start := time.Now()
 	err := s.s.Run(in, out)
+	if s.observe != nil && err == nil {
+		batch := 1
+		if len(inputs) > 0 && len(inputs[0].Shape) > 0 {
+			batch = int(inputs[0].Shape[0])
+		}
+		s.observe(strings.TrimSuffix(s.name, ".onnx"), batch, time.Since(start))
+	}
 	liveValues.Add(int64(unset - countNil(out))) // the outputs the library allocated
 	if err != nil {
 		return fmt.Errorf("run %s: %w", s.name, err)

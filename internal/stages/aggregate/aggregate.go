@@ -103,9 +103,11 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 		analyzedAt = h.now().UTC()
 	}
 
+	t0 := time.Now()
 	err = h.store.SaveAnalysis(ctx, store.Analysis{
 		Image: in.Image, Pack: in.Pack, Source: d.CloudEvent.Source(), Faces: in.Faces, AnalyzedAt: analyzedAt,
 	})
+	events.ObserveStep(ctx, events.StepDatabase, time.Since(t0))
 	if errors.Is(err, store.ErrInvalid) {
 		return nil, events.Permanent(fmt.Errorf("aggregate: %w", err))
 	}
@@ -198,7 +200,9 @@ func (h *Handler) match(ctx context.Context, in events.FacesAnalyzed, faces []ev
 		for j, i := range idx {
 			vecs[j] = faces[i].Embedding.Vector
 		}
+		t0 := time.Now()
 		matches, err := h.store.MatchSubjects(ctx, in.Image.Tenant, model, vecs, threshold)
+		events.ObserveStep(ctx, events.StepDatabase, time.Since(t0))
 		if errors.Is(err, store.ErrInvalid) {
 			return nil, events.Permanent(fmt.Errorf("aggregate: %w", err))
 		}
@@ -270,10 +274,12 @@ func (r *Recorder) Handle(ctx context.Context, d *events.Delivery) ([]events.Eve
 	if submitted.IsZero() {
 		submitted = d.CloudEvent.Time()
 	}
+	t0 := time.Now()
 	err = r.store.SaveRejection(ctx, store.Rejection{
 		ImageID: rej.ImageID, Tenant: rej.Tenant, Reason: rej.Reason, Message: rej.Message,
 		SHA256: rej.SHA256, Size: rej.Size, Pack: pack, Source: d.CloudEvent.Source(), SubmittedAt: submitted,
 	})
+	events.ObserveStep(ctx, events.StepDatabase, time.Since(t0))
 	if errors.Is(err, store.ErrInvalid) {
 		return nil, events.Permanent(fmt.Errorf("record rejection: %w", err))
 	}

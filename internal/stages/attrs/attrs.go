@@ -54,7 +54,10 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 	faces := make([]events.Face, len(in.Faces))
 	copy(faces, in.Faces)
 	if len(faces) > 0 {
-		if err := h.analyze(ctx, in.Crops, faces); err != nil {
+		t0 := time.Now()
+		err := h.analyze(ctx, in.Crops, faces)
+		events.ObserveStep(ctx, events.StepInference, time.Since(t0))
+		if err != nil {
 			return nil, fmt.Errorf("attrs: %w", err)
 		}
 	}

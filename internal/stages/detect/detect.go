@@ -84,20 +84,26 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 	if opts.Pack != "" && opts.Pack != h.cfg.Pack.Name {
 		return h.reject(in, events.RejectInvalidRequest, fmt.Sprintf("model pack %q is not served here (this service runs %q)", opts.Pack, h.cfg.Pack.Name))
 	}
+	t0 := time.Now()
 	data, err := h.cfg.Blobs.Load(ctx, in.Data)
+	events.ObserveStep(ctx, events.StepBlob, time.Since(t0))
 	if errors.Is(err, events.ErrBlobNotFound) {
 		return h.reject(in, events.RejectBlobMissing, err.Error())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("detect: load image: %w", err)
 	}
+	t0 = time.Now()
 	img, err := imaging.Decode(data, h.cfg.Limits)
 	if err != nil {
 		return h.reject(in, events.RejectCorrupt, err.Error())
 	}
 	img = img.Orient(in.Image.Orientation)
+	events.ObserveStep(ctx, events.StepDecode, time.Since(t0))
 
+	t0 = time.Now()
 	found, err := h.cfg.Detector.Detect(img)
+	events.ObserveStep(ctx, events.StepInference, time.Since(t0))
 	if err != nil {
 		return nil, fmt.Errorf("detect: %w", err)
 	}

@@ -69,7 +69,9 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 				return nil, events.Permanent(fmt.Errorf("embed: %w", err))
 			}
 		}
+		t0 := time.Now()
 		vecs, err := h.cfg.Batcher.Embed(ctx, pix)
+		events.ObserveStep(ctx, events.StepInference, time.Since(t0))
 		if err != nil {
 			return nil, fmt.Errorf("embed: %w", err)
 		}

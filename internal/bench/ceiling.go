@@ -1,0 +1,171 @@
+package bench
+
+import (
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/facestream/facestream/internal/modelpack"
+	"github.com/facestream/facestream/pkg/onnx"
+)
+
+// Ceiling is the raw model throughput for the same work as the pipeline
+// run: one detector run per image at the detector's input size and one run
+// of every per-face model (recognizer, gender-age, emotion) per face found,
+// replayed through bare onnx.Session.Run calls (no decoding, no messaging,
+// no database) with the same sessions settings and the same thread budget:
+// Workers goroutines, each driving sessions of IntraOpThreads threads, so
+// that workers × threads covers the cores the pipeline had.
+type Ceiling struct {
+	Images         int                `json:"images"`
+	Faces          int                `json:"faces"`
+	Workers        int                `json:"workers"`
+	IntraOpThreads int                `json:"intra_op_threads"`
+	Spinning       bool               `json:"spinning"`
+	PerRunMS       map[string]float64 `json:"per_run_ms"` // by model kind, mean of the replay
+	Seconds        float64            `json:"seconds"`
+	ImagesPerSec   float64            `json:"images_per_s"`
+	FacesPerSec    float64            `json:"faces_per_s"`
+}
+
+// job is one model run of the replay.
+type job struct {
+	kind modelpack.Kind
+}
+
+// measureCeiling replays images detector runs and faces runs of each
+// per-face model of pack on rt.
+func measureCeiling(rt *onnx.Runtime, pack modelpack.Pack, modelsDir string, threads int, spinning bool, images, faces int) (Ceiling, error) {
+	c := Ceiling{Images: images, Faces: faces, IntraOpThreads: threads, Spinning: spinning, PerRunMS: map[string]float64{}}
+	cores := runtime.NumCPU()
+	c.Workers = 1
+	if threads > 0 {
+		c.Workers = max(1, cores/threads)
+	}
+	type model struct {
+		sess  *onnx.Session
+		input onnx.Tensor
+	}
+	models := map[modelpack.Kind]model{}
+	defer func() {
+		for _, m := range models {
+			_ = m.sess.Close()
+		}
+	}()
+	var jobs []job
+	for _, m := range pack.Models {
+		n := faces
+		if m.Kind == modelpack.Detector {
+			n = images
+		}
+		if n == 0 {
+			continue
+		}
+		sess, err := rt.NewSession(filepath.Join(modelsDir, m.File), onnx.SessionConfig{
+			IntraOpThreads: threads, NoSpinning: !spinning, Inputs: m.Inputs, Outputs: m.Outputs,
+		})
+		if err != nil {
+			return c, fmt.Errorf("ceiling: %w", err)
+		}
+		in := sess.Inputs()[0]
+		shape := make([]int64, len(in.Shape))
+		for i, d := range in.Shape {
+			switch {
+			case d > 0:
+				shape[i] = d
+			case i == 0:
+				shape[i] = 1
+			case i == len(shape)-2:
+				shape[i] = int64(max(m.InputHeight, 1))
+			case i == len(shape)-1:
+				shape[i] = int64(max(m.InputWidth, 1))
+			default:
+				shape[i] = 3
+			}
+		}
+		t := onnx.NewTensor(shape...)
+		for i := range t.Data {
+			t.Data[i] = float32(i%255)/128 - 1 // not all zeros: a realistic range
+		}
+		models[m.Kind] = model{sess: sess, input: t}
+		// Warm up: the first runs allocate and plan.
+		for range 3 {
+			if _, err := sess.Run(t); err != nil {
+				return c, fmt.Errorf("ceiling: warm up %s: %w", m.Name, err)
+			}
+		}
+		for range n {
+			jobs = append(jobs, job{kind: m.Kind})
+		}
+	}
+	// Interleave the kinds as the pipeline would see them.
+	jobs = interleave(jobs)
+	var (
+		mu    sync.Mutex
+		spent = map[modelpack.Kind]time.Duration{}
+		count = map[modelpack.Kind]int{}
+		next  = make(chan job)
+		errs  = make(chan error, c.Workers)
+		wg    sync.WaitGroup
+	)
+	start := time.Now()
+	for range c.Workers {
+		wg.Go(func() {
+			for j := range next {
+				m := models[j.kind]
+				t0 := time.Now()
+				if _, err := m.sess.Run(m.input); err != nil {
+					errs <- err
+					return
+				}
+				d := time.Since(t0)
+				mu.Lock()
+				spent[j.kind] += d
+				count[j.kind]++
+				mu.Unlock()
+			}
+		})
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return c, fmt.Errorf("ceiling: %w", err)
+	}
+	c.Seconds = time.Since(start).Seconds()
+	for k, d := range spent {
+		c.PerRunMS[string(k)] = float64(d) / float64(time.Millisecond) / float64(count[k])
+	}
+	if c.Seconds > 0 {
+		c.ImagesPerSec = float64(images) / c.Seconds
+		c.FacesPerSec = float64(faces) / c.Seconds
+	}
+	return c, nil
+}
+
+// interleave spreads the jobs of each kind evenly over the sequence.
+func interleave(jobs []job) []job {
+	byKind := map[modelpack.Kind][]job{}
+	var kinds []modelpack.Kind
+	for _, j := range jobs {
+		if _, ok := byKind[j.kind]; !ok {
+			kinds = append(kinds, j.kind)
+		}
+		byKind[j.kind] = append(byKind[j.kind], j)
+	}
+	out := make([]job, 0, len(jobs))
+	for len(out) < len(jobs) {
+		for _, k := range kinds {
+			if q := byKind[k]; len(q) > 0 {
+				out = append(out, q[0])
+				byKind[k] = q[1:]
+			}
+		}
+	}
+	return out
+}

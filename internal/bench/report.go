@@ -1,0 +1,229 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// Report is everything one `facestream bench` run measured.
+type Report struct {
+	Command   string            `json:"command"`
+	Started   time.Time         `json:"started"`
+	Host      string            `json:"host"`
+	Pipelines []*PipelineResult `json:"pipelines,omitempty"`
+	Search    *SearchResult     `json:"search,omitempty"`
+}
+
+// Write writes report.json, report.md and, per pipeline run,
+// pipeline-<mode>.png into dir.
+func (r *Report) Write(dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var files []string
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	p := filepath.Join(dir, "report.json")
+	if err := os.WriteFile(p, js, 0o644); err != nil {
+		return nil, err
+	}
+	files = append(files, p)
+	for _, pr := range r.Pipelines {
+		p := filepath.Join(dir, "pipeline-"+pr.Mode+".png")
+		if err := pr.chart(p); err != nil {
+			return nil, fmt.Errorf("chart: %w", err)
+		}
+		files = append(files, p)
+	}
+	p = filepath.Join(dir, "report.md")
+	if err := os.WriteFile(p, []byte(r.Markdown()), 0o644); err != nil {
+		return nil, err
+	}
+	return append(files, p), nil
+}
+
+// Markdown renders the report.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# facestream benchmark\n\n`%s` — %s, %s\n\n", r.Command, r.Started.UTC().Format(time.RFC3339), r.Host)
+	for _, p := range r.Pipelines {
+		p.markdown(&b)
+	}
+	if r.Search != nil {
+		r.Search.markdown(&b)
+	}
+	return b.String()
+}
+
+func (p *PipelineResult) markdown(b *strings.Builder) {
+	fmt.Fprintf(b, "## Pipeline, %s (%d CPUs)\n\n", p.Mode, p.CPUs)
+	keys := make([]string, 0, len(p.Settings))
+	for k := range p.Settings {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b.WriteString("Settings: ")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(b, "`%s=%s`", k, p.Settings[k])
+	}
+	rej := 0
+	for _, n := range p.Rejected {
+		rej += n
+	}
+	fmt.Fprintf(b, "\n\n| measure | value |\n|---|---|\n")
+	fmt.Fprintf(b, "| images (analyzed / rejected) | %d (%d / %d) %v |\n", p.Images, p.Analyzed, rej, p.Rejected)
+	fmt.Fprintf(b, "| faces | %d |\n", p.Faces)
+	fmt.Fprintf(b, "| wall time | %.2f s |\n", p.Seconds)
+	fmt.Fprintf(b, "| throughput | **%.2f images/s**, %.2f faces/s |\n", p.ImagesPerSec, p.FacesPerSec)
+	fmt.Fprintf(b, "| end-to-end latency p50 / p95 / p99 / max | %.0f / %.0f / %.0f / %.0f ms |\n", p.Latency.P50, p.Latency.P95, p.Latency.P99, p.Latency.Max)
+	c := p.Ceiling
+	fmt.Fprintf(b, "| raw model ceiling (same work, %d worker(s) × %d intra-op threads, spinning %v) | %.2f images/s in %.2f s |\n",
+		c.Workers, c.IntraOpThreads, c.Spinning, c.ImagesPerSec, c.Seconds)
+	fmt.Fprintf(b, "| **efficiency** (pipeline ÷ ceiling) | **%.2f** |\n\n", p.Efficiency)
+
+	b.WriteString("Raw model time per run in the ceiling replay (ms): ")
+	kinds := make([]string, 0, len(c.PerRunMS))
+	for k := range c.PerRunMS {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	for i, k := range kinds {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(b, "%s %.2f", k, c.PerRunMS[k])
+	}
+	b.WriteString("\n\nModel runs inside the pipeline (native Session.Run, `facestream_model_inference_seconds`):\n\n| model | runs | runs per image | mean ms |\n|---|---|---|---|\n")
+	models := make([]string, 0, len(p.ModelRuns))
+	for m := range p.ModelRuns {
+		models = append(models, m)
+	}
+	slices.Sort(models)
+	for _, m := range models {
+		fmt.Fprintf(b, "| %s | %.0f | %.2f | %.2f |\n", m, p.ModelRuns[m], p.ModelRuns[m]/float64(max(p.Images, 1)), p.ModelMS[m])
+	}
+	b.WriteString("\nPer-stage split, mean ms per message (`facestream_stage_*`):\n\n| stage | messages | queue wait | handle | blob | decode | inference | database | publish |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range p.Stages {
+		fmt.Fprintf(b, "| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n", s.Stage, s.Messages, s.QueueWait, s.Handle,
+			s.Steps["blob"], s.Steps["decode"], s.Steps["inference"], s.Steps["database"], s.Steps["publish"])
+	}
+	fmt.Fprintf(b, "\nChart: `pipeline-%s.png` (latency distribution; completed images per second over the run).\n\n", p.Mode)
+}
+
+// chart draws the latency histogram and the throughput over time side by side.
+func (p *PipelineResult) chart(path string) error {
+	lat := make(plotter.Values, 0, len(p.Outcomes))
+	var first time.Time
+	for _, o := range p.Outcomes {
+		lat = append(lat, float64(o.Latency)/float64(time.Millisecond))
+		if first.IsZero() || o.Submitted.Before(first) {
+			first = o.Submitted
+		}
+	}
+	h := plot.New()
+	h.Title.Text = fmt.Sprintf("End-to-end latency (%s, %d images)", p.Mode, len(lat))
+	h.X.Label.Text = "latency (ms)"
+	h.Y.Label.Text = "images"
+	hist, err := plotter.NewHist(lat, 30)
+	if err != nil {
+		return err
+	}
+	hist.FillColor = color.RGBA{R: 70, G: 130, B: 180, A: 255}
+	h.Add(hist)
+	for _, q := range []struct {
+		name string
+		v    float64
+		c    color.RGBA
+	}{{"p50", p.Latency.P50, color.RGBA{G: 150, A: 255}}, {"p95", p.Latency.P95, color.RGBA{R: 230, G: 140, A: 255}}, {"p99", p.Latency.P99, color.RGBA{R: 200, A: 255}}} {
+		l, err := plotter.NewLine(plotter.XYs{{X: q.v, Y: 0}, {X: q.v, Y: maxBin(hist)}})
+		if err != nil {
+			return err
+		}
+		l.Color, l.Width, l.Dashes = q.c, vg.Points(2), []vg.Length{vg.Points(4), vg.Points(3)}
+		h.Add(l)
+		h.Legend.Add(fmt.Sprintf("%s %.0f ms", q.name, q.v), l)
+	}
+	h.Legend.Top = true
+
+	// Completions per second, in 1 s bins.
+	bins := map[int]int{}
+	last := 0
+	for _, o := range p.Outcomes {
+		s := int(o.Done.Sub(first).Seconds())
+		bins[s]++
+		last = max(last, s)
+	}
+	xy := make(plotter.XYs, 0, last+1)
+	for s := 0; s <= last; s++ {
+		xy = append(xy, plotter.XY{X: float64(s) + 0.5, Y: float64(bins[s])})
+	}
+	t := plot.New()
+	t.Title.Text = fmt.Sprintf("Throughput: %.2f images/s (ceiling %.2f, efficiency %.2f)", p.ImagesPerSec, p.Ceiling.ImagesPerSec, p.Efficiency)
+	t.X.Label.Text = "time since first submission (s)"
+	t.Y.Label.Text = "images completed per second"
+	line, points, err := plotter.NewLinePoints(xy)
+	if err != nil {
+		return err
+	}
+	line.Color = color.RGBA{R: 70, G: 130, B: 180, A: 255}
+	points.Shape = draw.CircleGlyph{}
+	t.Add(line, points)
+	for _, ref := range []struct {
+		name string
+		v    float64
+		c    color.RGBA
+	}{{"pipeline mean", p.ImagesPerSec, color.RGBA{G: 150, A: 255}}, {"raw model ceiling", p.Ceiling.ImagesPerSec, color.RGBA{R: 200, A: 255}}} {
+		l, err := plotter.NewLine(plotter.XYs{{X: 0, Y: ref.v}, {X: float64(last + 1), Y: ref.v}})
+		if err != nil {
+			return err
+		}
+		l.Color, l.Width, l.Dashes = ref.c, vg.Points(2), []vg.Length{vg.Points(4), vg.Points(3)}
+		t.Add(l)
+		t.Legend.Add(fmt.Sprintf("%s %.2f/s", ref.name, ref.v), l)
+	}
+	t.Legend.Top, t.Legend.Left = false, false
+	t.Legend.YOffs = -vg.Points(20)
+	t.Y.Min = 0
+	t.Y.Max = max(t.Y.Max, p.Ceiling.ImagesPerSec*1.15)
+
+	img := vgimg.New(vg.Points(1200), vg.Points(480))
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Points(20), PadY: vg.Points(10), PadTop: vg.Points(10), PadBottom: vg.Points(10), PadLeft: vg.Points(10), PadRight: vg.Points(10)}
+	canvases := plot.Align([][]*plot.Plot{{h, t}}, tiles, dc)
+	h.Draw(canvases[0][0])
+	t.Draw(canvases[0][1])
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func maxBin(h *plotter.Histogram) float64 {
+	m := 0.0
+	for _, b := range h.Bins {
+		m = max(m, b.Weight)
+	}
+	return m
+}

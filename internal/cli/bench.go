@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/facestream/facestream/internal/bench"
+	"github.com/facestream/facestream/internal/config"
+)
+
+// newBenchCommand returns `facestream bench`: the pipeline benchmark (in
+// one process and/or as the stage binaries) against the raw model ceiling,
+// and the similarity-search benchmark; see internal/bench and
+// docs/benchmarks.md.
+func newBenchCommand(s Streams, getenv func(string) string) *cobra.Command {
+	var (
+		mode, images, out, binDir string
+		n, warmup, inFlight       int
+		timeout                   time.Duration
+		search                    bench.SearchConfig
+		efs                       []int
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure the pipeline against the raw model ceiling, and similarity search at scale",
+		Long: `bench drives images through the whole pipeline and reports images/s, faces/s, end-to-end
+latency p50/p95/p99 and where each stage's time went (queue wait, decode, inference, publish,
+database), then replays the same model work through bare ONNX Runtime sessions with the same
+thread budget: efficiency = pipeline throughput ÷ that ceiling. --mode in-process runs every
+stage in this process (like 'facestream run'); multi-process starts the stage binaries of
+--bin-dir. With --search-vectors it also stores that many clustered embeddings and measures
+top-10 search latency and recall@10 per hnsw.ef_search. Every run uses a fresh database on
+the server of --database-url (its role must be allowed to create databases), dropped after.
+It writes report.md, report.json and a PNG chart per pipeline run into --out.`,
+		Args: cobra.NoArgs,
+	}
+	f := cmd.Flags()
+	config.AddFlags(f, config.Run)
+	f.StringVar(&mode, "mode", bench.InProcess, "pipeline runs: in-process, multi-process, both, or none")
+	f.StringVar(&images, "images", "", "folder of test images (default $FACESTREAM_TESTDATA)")
+	f.IntVar(&n, "n", 0, "images measured, each submitted once (0: every image found after the warm-up ones)")
+	f.IntVar(&warmup, "warmup", 6, "images submitted first and not measured")
+	f.IntVar(&inFlight, "in-flight", 16, "images between submission and result at most")
+	f.DurationVar(&timeout, "timeout", 3*time.Minute, "bound of one measured pipeline run")
+	f.StringVar(&out, "out", "bench-out", "folder of the report")
+	f.StringVar(&binDir, "bin-dir", "bin", "folder of the stage binaries (multi-process)")
+	f.IntVar(&search.Vectors, "search-vectors", 0, "stored embeddings of the search benchmark; 0 skips it")
+	f.IntVar(&search.Dim, "search-dim", 128, "embedding dimension of the search benchmark (the dev recognizer's)")
+	f.IntVar(&search.FacesPerIdentity, "search-faces-per-identity", 5, "mean faces per identity (cluster size)")
+	f.IntVar(&search.Queries, "search-queries", 200, "search queries")
+	f.IntSliceVar(&efs, "search-ef", []int{20, 40, 64, 100}, "hnsw.ef_search values measured")
+	f.StringVar(&search.MaintenanceWorkMem, "search-maintenance-work-mem", "2GB", "maintenance_work_mem of the index build")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := config.Load(config.Run, f, getenv)
+		if err != nil {
+			return err
+		}
+		logger := cfg.Log.Logger(cmd.ErrOrStderr()).With("binary", "bench")
+		ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		host, _ := os.Hostname()
+		rep := &bench.Report{Command: "facestream " + strings.Join(os.Args[1:], " "), Started: time.Now(), Host: host}
+
+		var modes []string
+		switch mode {
+		case "both":
+			modes = []string{bench.InProcess, bench.MultiProcess}
+		case "none":
+		case bench.InProcess, bench.MultiProcess:
+			modes = []string{mode}
+		default:
+			return fmt.Errorf("--mode %q: want in-process, multi-process, both or none", mode)
+		}
+		if len(modes) > 0 {
+			if images == "" {
+				images = getenv("FACESTREAM_TESTDATA")
+			}
+			if images == "" {
+				return errors.New("no images: pass --images or set FACESTREAM_TESTDATA")
+			}
+			all, err := bench.TestImages(images)
+			if err != nil {
+				return err
+			}
+			if len(all) <= warmup {
+				return fmt.Errorf("only %d images under %s", len(all), images)
+			}
+			// The last warmup images warm up; the measured ones are distinct
+			// (a repeated image would be answered from the result cache).
+			warm, measured := all[len(all)-warmup:], all[:len(all)-warmup]
+			if n > 0 && n < len(measured) {
+				measured = measured[:n]
+			} else if n > len(measured) {
+				return fmt.Errorf("-n %d: only %d distinct images under %s besides the %d warm-up ones", n, len(measured), images, warmup)
+			}
+			for _, m := range modes {
+				res, err := bench.RunPipeline(ctx, bench.PipelineConfig{
+					Service: cfg, Mode: m, Images: measured, Warmup: warm, InFlight: inFlight,
+					BinDir: binDir, Timeout: timeout, Logger: logger, Stderr: cmd.ErrOrStderr(),
+				})
+				if err != nil {
+					return err
+				}
+				rep.Pipelines = append(rep.Pipelines, res)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %.2f images/s, %.2f faces/s, latency p50 %.0f ms p95 %.0f ms p99 %.0f ms; ceiling %.2f images/s; efficiency %.2f\n",
+					m, res.ImagesPerSec, res.FacesPerSec, res.Latency.P50, res.Latency.P95, res.Latency.P99, res.Ceiling.ImagesPerSec, res.Efficiency)
+			}
+		}
+		if search.Vectors > 0 {
+			search.AdminDSN = cfg.Database.URL.Value()
+			search.EfSearch = efs
+			search.Seed = 1
+			search.Logger = logger
+			res, err := bench.RunSearch(ctx, search)
+			if err != nil {
+				return err
+			}
+			rep.Search = res
+			if c := res.Chosen; c != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "search %d vectors: ef_search %d p50 %.2f ms p95 %.2f ms recall@10 %.3f; copy %.0f rows/s; index %.1f s\n",
+					res.Vectors, c.EfSearch, c.P50MS, c.P95MS, c.Recall10, res.EmbeddingRowsPerSec, res.IndexBuildSeconds)
+			}
+		}
+		files, err := rep.Write(out)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "report: %s\n", strings.Join(files, ", "))
+		return nil
+	}
+	_ = s
+	return cmd
+}
