@@ -102,6 +102,14 @@ type EmbedBatch struct {
 // HTTP configures the HTTP API.
 type HTTP struct {
 	Addr string
+	// CORSOrigins is a comma-separated list of browser origins allowed to call the API ("*": any; empty: none).
+	CORSOrigins string
+	// RateLimit is the requests per minute of an API key without its own limit.
+	RateLimit int
+	// AnalyzeTimeout bounds the wait of a synchronous analysis (504 after it).
+	AnalyzeTimeout time.Duration
+	// MaxBodyBytes bounds a request body (a batch carries several images).
+	MaxBodyBytes ByteSize
 }
 
 // Metrics configures the /metrics, /healthz and /readyz listener.
@@ -162,7 +170,7 @@ func Default() Config {
 		},
 		Stage:     Stage{Concurrency: 8},
 		Embed:     EmbedBatch{BatchSize: 16, BatchMaxWait: 10 * time.Millisecond},
-		HTTP:      HTTP{Addr: ":8080"},
+		HTTP:      HTTP{Addr: ":8080", RateLimit: 600, AnalyzeTimeout: 30 * time.Second, MaxBodyBytes: 64 << 20},
 		Metrics:   Metrics{Addr: ":9464"},
 		Log:       Log{Level: "info", Format: LogText},
 		Limits:    Limits{MaxImageBytes: 20 << 20, MaxPixels: 40_000_000, InlinePayloadMax: 768 << 10, CacheEntries: 1024},

@@ -174,6 +174,9 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, ready f
 	defer func() { err = errors.Join(err, shutdownTracing(context.WithoutCancel(ctx))) }()
 	reg.MustRegister(telemetry.NewConsumerLag(js, consumerRefs(AllStages()), []string{fsnats.StreamDLQ}))
 	env := &Env{Config: cfg, Logger: logger, Registerer: reg, JS: js, Blobs: events.NewBlobStore(js), Models: models, DB: pool, Tracer: tp}
+	if env.Cache, err = sharedCache(ctx, env); err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
 	stages, err := buildAll(ctx, env, AllStages())
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
@@ -182,6 +185,11 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, ready f
 	if err != nil {
 		return errors.Join(fmt.Errorf("run: %w", err), closeAll(stages))
 	}
+	waitAPI, err := serveAPI(ctx, env, models.Pack, &health, reg, logger)
+	if err != nil {
+		return errors.Join(fmt.Errorf("run: %w", err), closeAll(stages))
+	}
+	defer func() { err = errors.Join(err, waitAPI()) }()
 	if ready != nil {
 		ready(srv.ClientURL())
 	}
