@@ -83,6 +83,9 @@ type ImageInfo struct {
 	Orientation int `json:"orientation,omitempty"`
 	// SubmittedAt is the time of the image.submitted event.
 	SubmittedAt time.Time `json:"submitted_at"`
+	// Source is the CloudEvents source of the image.submitted event (who
+	// submitted the image, e.g. "/api/v1"); empty when not known.
+	Source string `json:"source,omitempty"`
 }
 
 // Timings are the milliseconds each stage spent on an image, by stage name.

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -105,7 +106,7 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 
 	t0 := time.Now()
 	err = h.store.SaveAnalysis(ctx, store.Analysis{
-		Image: in.Image, Pack: in.Pack, Source: d.CloudEvent.Source(), Faces: in.Faces, AnalyzedAt: analyzedAt,
+		Image: in.Image, Pack: in.Pack, Source: cmp.Or(in.Image.Source, d.CloudEvent.Source()), Faces: in.Faces, AnalyzedAt: analyzedAt,
 	})
 	events.ObserveStep(ctx, events.StepDatabase, time.Since(t0))
 	if errors.Is(err, store.ErrInvalid) {

@@ -143,6 +143,7 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 	info := events.ImageInfo{
 		ImageID: imageID, Tenant: d.Tenant(), SHA256: sha, Format: hdr.Format,
 		Width: hdr.Width, Height: hdr.Height, Size: size, Orientation: hdr.Orientation, SubmittedAt: submittedAt,
+		Source: d.CloudEvent.Source(),
 	}
 	if hdr.Orientation >= 5 { // 5..8 turn the image by 90°
 		info.Width, info.Height = hdr.Height, hdr.Width
