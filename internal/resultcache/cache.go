@@ -236,3 +236,22 @@ func clone(e Entry) Entry {
 // StoreErrors is how many database-tier lookups failed and were answered as
 // misses (see Get).
 func (c *Cache) StoreErrors() int64 { return c.storeErrors.Load() }
+
+// Delete removes the entry of k from the in-process LRU and purges it,
+// history included, from the key-value bucket (erasure of an image). A key
+// that is not cached is not an error.
+func (c *Cache) Delete(ctx context.Context, k Key) error {
+	c.mu.Lock()
+	if el, ok := c.items[k]; ok {
+		c.order.Remove(el)
+		delete(c.items, k)
+	}
+	c.mu.Unlock()
+	if c.kv == nil {
+		return nil
+	}
+	if err := c.kv.Purge(ctx, k.String()); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("delete cached result: %w", err)
+	}
+	return nil
+}

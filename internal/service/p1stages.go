@@ -20,6 +20,9 @@ const StageRecorder = aggregate.ConsumerRecorder
 // cache returns the result cache of env: the in-process LRU, the
 // facestream-cache bucket and, when there is a database, the stored results.
 func cache(ctx context.Context, env *Env) (*resultcache.Cache, error) {
+	if env.Cache != nil {
+		return env.Cache, nil
+	}
 	kv, err := env.JS.KeyValue(ctx, "facestream-cache")
 	if err != nil {
 		return nil, fmt.Errorf("open result cache bucket: %w", err)

@@ -96,6 +96,7 @@ func TestRunAll(t *testing.T) {
 	cfg.NATS.Listen = "127.0.0.1:0"
 	cfg.Data.Dir = t.TempDir()
 	cfg.Metrics.Addr = ""
+	cfg.HTTP.Addr = "127.0.0.1:0" // the HTTP edge, on a free port
 	cfg.Database.URL = config.Secret(pgtest.NewDSN(t))
 	for name, p := range map[string]*string{"FACESTREAM_MODELS": &cfg.Models.Dir, "FACESTREAM_ORT_LIB": &cfg.ORT.Library} {
 		if *p = os.Getenv(name); *p == "" {

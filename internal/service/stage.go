@@ -14,6 +14,7 @@ import (
 
 	"github.com/facestream/facestream/internal/config"
 	"github.com/facestream/facestream/internal/imaging"
+	"github.com/facestream/facestream/internal/resultcache"
 	"github.com/facestream/facestream/internal/stages/attrs"
 	"github.com/facestream/facestream/internal/stages/detect"
 	"github.com/facestream/facestream/internal/stages/embed"
@@ -33,6 +34,10 @@ type Env struct {
 	DB         *pgxpool.Pool
 	// Tracer traces every message of every stage (nil: no tracing).
 	Tracer trace.TracerProvider
+	// Cache, when set, is the result cache every stage of the process
+	// shares (so that the HTTP edge can erase from its in-process tier);
+	// nil: each stage opens its own.
+	Cache *resultcache.Cache
 }
 
 // Stage is a built stage: its runner, and what to release once the runner
