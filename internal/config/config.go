@@ -26,6 +26,7 @@ type Config struct {
 	Log       Log
 	Limits    Limits
 	Retention Retention
+	Blob      Blob
 	Data      Data
 	Tracing   Tracing
 }
@@ -149,6 +150,17 @@ type Retention struct {
 	ImageTTL time.Duration
 	// ResultsMaxAge is the max age of the results stream.
 	ResultsMaxAge time.Duration
+}
+
+// Blob configures encryption at rest of the object store's payloads (see
+// docs/reliability.md for rotation).
+type Blob struct {
+	// Key is the current key, "id:key" (32 bytes, base64 or hex).
+	Key Secret
+	// KeyFile is a file holding the current key, when Key is empty.
+	KeyFile string
+	// PreviousKeys are earlier keys, comma-separated, accepted for reading.
+	PreviousKeys Secret
 }
 
 // Data configures local state of the all-in-one binary.

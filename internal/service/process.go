@@ -77,7 +77,11 @@ func RunStage(ctx context.Context, b config.Binary, cfg config.Config, logger *s
 	if err := Apply(ctx, js, cfg, logger); err != nil {
 		return fmt.Errorf("run %s: %w", stage, err)
 	}
-	env := &Env{Config: cfg, Logger: logger, Registerer: reg, JS: js, Blobs: events.NewBlobStore(js)}
+	blobs, err := newBlobStore(js, cfg)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", stage, err)
+	}
+	env := &Env{Config: cfg, Logger: logger, Registerer: reg, JS: js, Blobs: blobs}
 	if needsModels(stage) {
 		if env.Models, err = OpenModels(cfg, logger, reg); err != nil {
 			return fmt.Errorf("run %s: %w", stage, err)
@@ -173,7 +177,11 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, ready f
 	}
 	defer func() { err = errors.Join(err, shutdownTracing(context.WithoutCancel(ctx))) }()
 	reg.MustRegister(telemetry.NewConsumerLag(js, consumerRefs(AllStages()), []string{fsnats.StreamDLQ}))
-	env := &Env{Config: cfg, Logger: logger, Registerer: reg, JS: js, Blobs: events.NewBlobStore(js), Models: models, DB: pool, Tracer: tp}
+	blobs, err := newBlobStore(js, cfg)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	env := &Env{Config: cfg, Logger: logger, Registerer: reg, JS: js, Blobs: blobs, Models: models, DB: pool, Tracer: tp}
 	if env.Cache, err = sharedCache(ctx, env); err != nil {
 		return fmt.Errorf("run: %w", err)
 	}

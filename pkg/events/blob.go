@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,7 +17,8 @@ import (
 // JetStream object store buckets. It caches bucket handles and is safe for
 // concurrent use.
 type BlobStore struct {
-	js jetstream.JetStream
+	js   jetstream.JetStream
+	keys *Keyring // nil: objects in the clear
 
 	mu      sync.Mutex
 	buckets map[string]jetstream.ObjectStore
@@ -24,8 +26,12 @@ type BlobStore struct {
 
 // NewBlobStore returns a BlobStore over js. The buckets must exist (they are
 // declared in the nats package and created at start-up).
-func NewBlobStore(js jetstream.JetStream) *BlobStore {
-	return &BlobStore{js: js, buckets: map[string]jetstream.ObjectStore{}}
+func NewBlobStore(js jetstream.JetStream, opts ...BlobOption) *BlobStore {
+	s := &BlobStore{js: js, buckets: map[string]jetstream.ObjectStore{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Put stores data in bucket under key and returns its reference, with size
@@ -35,11 +41,19 @@ func (s *BlobStore) Put(ctx context.Context, bucket, key, contentType string, da
 	if err != nil {
 		return BlobRef{}, err
 	}
-	meta := jetstream.ObjectMeta{Name: key}
+	meta := jetstream.ObjectMeta{Name: key, Headers: map[string][]string{}}
 	if contentType != "" {
-		meta.Headers = map[string][]string{"Content-Type": {contentType}}
+		meta.Headers["Content-Type"] = []string{contentType}
 	}
-	if _, err := store.Put(ctx, meta, bytes.NewReader(data)); err != nil {
+	stored := data
+	if s.keys != nil {
+		if stored, err = s.keys.seal(bucket, key, data); err != nil {
+			return BlobRef{}, fmt.Errorf("put blob %s/%s: %w", bucket, key, err)
+		}
+		meta.Headers[HeaderBlobEncryption] = []string{blobAlgorithm}
+		meta.Headers[HeaderBlobKeyID] = []string{s.keys.CurrentID()}
+	}
+	if _, err := store.Put(ctx, meta, bytes.NewReader(stored)); err != nil {
 		return BlobRef{}, fmt.Errorf("put blob %s/%s: %w", bucket, key, err)
 	}
 	sum := sha256.Sum256(data)
@@ -60,12 +74,9 @@ func (s *BlobStore) Get(ctx context.Context, ref BlobRef) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := store.GetBytes(ctx, ref.Key)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, fmt.Errorf("get blob %s/%s: %w", ref.Bucket, ref.Key, ErrBlobNotFound)
-	}
+	data, err := s.read(ctx, store, ref)
 	if err != nil {
-		return nil, fmt.Errorf("get blob %s/%s: %w", ref.Bucket, ref.Key, err)
+		return nil, err
 	}
 	if ref.Size > 0 && int64(len(data)) != ref.Size {
 		return nil, fmt.Errorf("get blob %s/%s: %d bytes, reference says %d: %w", ref.Bucket, ref.Key, len(data), ref.Size, ErrBlobCorrupt)
@@ -75,6 +86,40 @@ func (s *BlobStore) Get(ctx context.Context, ref BlobRef) ([]byte, error) {
 		if got := hex.EncodeToString(sum[:]); got != ref.SHA256 {
 			return nil, fmt.Errorf("get blob %s/%s: sha256 %s, reference says %s: %w", ref.Bucket, ref.Key, got, ref.SHA256, ErrBlobCorrupt)
 		}
+	}
+	return data, nil
+}
+
+// read returns the object's bytes, opened when it is sealed.
+func (s *BlobStore) read(ctx context.Context, store jetstream.ObjectStore, ref BlobRef) ([]byte, error) {
+	res, err := store.Get(ctx, ref.Key)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, fmt.Errorf("get blob %s/%s: %w", ref.Bucket, ref.Key, ErrBlobNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get blob %s/%s: %w", ref.Bucket, ref.Key, err)
+	}
+	defer res.Close()
+	info, err := res.Info()
+	if err != nil {
+		return nil, fmt.Errorf("get blob %s/%s: %w", ref.Bucket, ref.Key, err)
+	}
+	data, err := io.ReadAll(res)
+	if err != nil {
+		return nil, fmt.Errorf("get blob %s/%s: %w", ref.Bucket, ref.Key, err)
+	}
+	alg := info.Headers.Get(HeaderBlobEncryption)
+	switch {
+	case alg == "":
+		return data, nil // in the clear (an external producer's upload)
+	case alg != blobAlgorithm:
+		return nil, fmt.Errorf("get blob %s/%s: encryption %q: %w", ref.Bucket, ref.Key, alg, ErrBlobCorrupt)
+	case s.keys == nil:
+		return nil, fmt.Errorf("get blob %s/%s: sealed, and this process has no blob key: %w", ref.Bucket, ref.Key, ErrBlobKeyUnknown)
+	}
+	data, err = s.keys.open(info.Headers.Get(HeaderBlobKeyID), ref.Bucket, ref.Key, data)
+	if err != nil {
+		return nil, fmt.Errorf("get blob %s/%s: %w", ref.Bucket, ref.Key, err)
 	}
 	return data, nil
 }

@@ -124,6 +124,17 @@ func TestChaos(t *testing.T) {
 	pg := startCluster(t)
 	db := openDB(t, ctx, pg)
 
+	// Claim checks and crop sets are sealed at rest under a test key, with a
+	// previous key configured as after a rotation.
+	blobKey := func(id string) string {
+		k := make([]byte, 32)
+		for i := range k {
+			k[i] = byte(rng.Uint32())
+		}
+		return id + ":" + fmt.Sprintf("%x", k)
+	}
+	keys := []string{"FACESTREAM_BLOB_KEY=" + blobKey("chaos-2"), "FACESTREAM_BLOB_PREVIOUS_KEYS=" + blobKey("chaos-1")}
+
 	logDir := t.TempDir()
 	var (
 		mu     sync.Mutex
@@ -141,6 +152,7 @@ func TestChaos(t *testing.T) {
 		}
 		cmd := exec.Command(filepath.Join(bin, name), "--metrics-addr=", "--log-level=warn", "--concurrency=4")
 		cmd.Env = append(os.Environ(), "FACESTREAM_NATS_URL="+srv.URL, "FACESTREAM_DATABASE_URL="+pg.DSN("facestream"))
+		cmd.Env = append(cmd.Env, keys...)
 		cmd.Stdout, cmd.Stderr = f, f
 		pr := &proc{name: name, cmd: cmd, log: f, done: make(chan struct{})}
 		if err := cmd.Start(); err != nil {
