@@ -16,7 +16,14 @@
 #            shared library and the binaries; runs as a non-root user.
 #
 # The npm package has no CUDA or TensorRT provider libraries: this image runs
-# inference on the CPU (FACESTREAM_EXECUTION_PROVIDER=cpu).
+# inference on the CPU (FACESTREAM_EXECUTION_PROVIDER=cpu). Dockerfile.gpu is
+# the CUDA variant.
+#
+# OpenCV: gocv v0.31.0 compiles all its wrappers into one cgo package, so the
+# binaries link eleven libopencv_*.so.406 (core ... highgui, videoio, dnn)
+# although facestream calls only core, imgproc and imgcodecs. highgui needs
+# Qt 5 and videoio ffmpeg/GStreamer, and --gc-sections/--as-needed do not drop
+# them (measured), so their packages stay; docs/deploy.md says how to go smaller.
 
 ARG GO_VERSION=1.26
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/facestream/facestream/internal/config"
 	"github.com/facestream/facestream/internal/modelpack"
+	"github.com/facestream/facestream/pkg/events"
 	fsnats "github.com/facestream/facestream/nats"
 )
 
@@ -26,6 +27,7 @@ var overlays = []string{"cpu", "gpu", "dev"}
 var externalSecrets = map[string]map[string]string{
 	"facestream-database": {"url": "postgres://facestream:password@postgres.example:5432/facestream?sslmode=verify-full"},
 	"facestream-nats":     {"nats.creds": ""},
+	"facestream-blob":     {"key": "k1:" + strings.Repeat("ab", 32), "previous": ""},
 }
 
 // gpuStages are the stages the gpu overlay puts on GPU nodes.
@@ -312,6 +314,13 @@ func TestK8sOverlays(t *testing.T) {
 			if name == "gpu" {
 				checkGPU(t, c, ws)
 			}
+			blob, ok := c.configs["Secret/facestream-blob"]
+			if !ok {
+				blob = externalSecrets["facestream-blob"]
+			}
+			if _, err := events.ParseBlobKey(blob["key"]); err != nil {
+				t.Errorf("Secret facestream-blob: key: %v", err)
+			}
 			for orig, ref := range c.images {
 				if ref == orig || !strings.Contains(ref, ":") {
 					t.Errorf("image %s is deployed as %q: give it a registry name and tag", orig, ref)
@@ -370,9 +379,29 @@ func checkWorkloads(t *testing.T, c cluster, ws []workload) {
 				t.Errorf("%s: the models folder %s is mounted writable", w, w.cfg.Models.Dir)
 			}
 		}
-		if creds := w.cfg.NATS.CredsFile.Value(); creds != "" {
-			if _, ok := mounts[filepath.Dir(creds)]; !ok {
-				t.Errorf("%s: NATS credentials %s lie in no mounted volume", w, creds)
+		for _, env := range []string{"FACESTREAM_NATS_CREDS", "FACESTREAM_BLOB_KEY_FILE", "FACESTREAM_NATS_TLS_CA", "FACESTREAM_NATS_TLS_CERT", "FACESTREAM_NATS_TLS_KEY"} {
+			if file := w.env[env]; file != "" {
+				if _, ok := mounts[filepath.Dir(file)]; !ok {
+					t.Errorf("%s: %s %s lies in no mounted volume", w, env, file)
+				}
+			}
+		}
+		for _, v := range getList(w.pod, "volumes") {
+			secret := getString(v, "secret", "secretName")
+			if secret == "" {
+				continue
+			}
+			data, ok := c.configs["Secret/"+secret]
+			if !ok {
+				data, ok = externalSecrets[secret]
+			}
+			if !ok {
+				t.Errorf("%s mounts Secret %s, which neither the overlay nor docs/deploy.md provides", w, secret)
+			}
+			for _, item := range getList(v, "secret", "items") {
+				if _, has := data[getString(item, "key")]; !has && get(v, "secret", "optional") != true {
+					t.Errorf("%s mounts key %s of Secret %s, which has no such key", w, getString(item, "key"), secret)
+				}
 			}
 		}
 		if get(w.pod, "securityContext", "runAsNonRoot") != true {
