@@ -34,6 +34,11 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 		newRunCommand(getenv),
 		newSubmitCommand(getenv),
 		newAnalyzeCommand(s, getenv),
+		newAPICommand(getenv),
+		newCompareCommand(s, getenv),
+		newSearchCommand(s, getenv),
+		newSubjectsCommand(s, getenv),
+		newKeysCommand(s, getenv),
 		newBenchCommand(s, getenv),
 	)
 	return root
