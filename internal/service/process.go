@@ -64,7 +64,7 @@ func RunStage(ctx context.Context, b config.Binary, cfg config.Config, logger *s
 	reg := newRegistry()
 	var health Health
 
-	nc, err := Connect(cfg.NATS, "facestream-"+stage, logger)
+	nc, err := connectWaiting(ctx, cfg.NATS, "facestream-"+stage, logger)
 	if err != nil {
 		return fmt.Errorf("run %s: %w", stage, err)
 	}
@@ -74,7 +74,7 @@ func RunStage(ctx context.Context, b config.Binary, cfg config.Config, logger *s
 	if err != nil {
 		return fmt.Errorf("run %s: %w", stage, err)
 	}
-	if err := Apply(ctx, js, cfg, logger); err != nil {
+	if err := applyWaiting(ctx, js, cfg, logger); err != nil {
 		return fmt.Errorf("run %s: %w", stage, err)
 	}
 	blobs, err := newBlobStore(js, cfg)

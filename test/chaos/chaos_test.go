@@ -194,6 +194,8 @@ func TestChaos(t *testing.T) {
 	}
 	mu.Unlock()
 	waitConsumers(t, ctx, srv.JS, 90*time.Second)
+	t.Logf("chaos: binaries built, cluster and stages up after %.1fs", time.Since(began).Seconds())
+	began = time.Now()
 
 	// Progress is read from the database; while it is down the last value
 	// stands.
@@ -288,6 +290,21 @@ func TestChaos(t *testing.T) {
 			mu.Unlock()
 		case "nats_restart":
 			srv.Stop()
+			// A stage that (re)starts while the server is down must wait
+			// for it, not exit.
+			name := stageNames[rng.IntN(len(stageNames))]
+			f.Target += " (+ kill -9 and restart of " + name + " while it is down)"
+			mu.Lock()
+			victim := procs[name]
+			mu.Unlock()
+			if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			<-victim.done
+			start(name)
+			mu.Lock()
+			all = append(all, procs[name])
+			mu.Unlock()
 			time.Sleep(p.NATSDown)
 			srv.StartAgain()
 			f.For = p.NATSDown.Seconds()

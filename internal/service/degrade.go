@@ -1,0 +1,71 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/facestream/facestream/internal/config"
+)
+
+// A stage process that starts while the NATS server is down (restarting,
+// failing over) waits for it instead of exiting: it retries the connection
+// and the definitions while the failure is one of unreachability, with a
+// delay growing from startRetryMin to startRetryMax, until ctx ends. Any
+// other error (bad credentials, TLS, invalid definitions) fails at once.
+const (
+	startRetryMin = 250 * time.Millisecond
+	startRetryMax = 5 * time.Second
+)
+
+// unreachable reports whether err means the server cannot be reached (yet).
+func unreachable(err error) bool {
+	return errors.Is(err, nats.ErrNoServers) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+}
+
+// retryUnreachable runs f until it succeeds, fails otherwise than by
+// unreachability, or ctx ends.
+func retryUnreachable(ctx context.Context, logger *slog.Logger, what string, f func(context.Context) error) error {
+	delay := startRetryMin
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := f(actx)
+		cancel()
+		if err == nil || !unreachable(err) || ctx.Err() != nil {
+			return err
+		}
+		logger.Warn("nats unreachable; retrying", "step", what, "attempt", attempt, "retry_in", delay, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, startRetryMax)
+	}
+}
+
+// connectWaiting is Connect, waiting for an unreachable server.
+func connectWaiting(ctx context.Context, c config.NATS, name string, logger *slog.Logger) (*nats.Conn, error) {
+	var nc *nats.Conn
+	err := retryUnreachable(ctx, logger, "connect", func(context.Context) error {
+		var err error
+		nc, err = Connect(c, name, logger)
+		return err
+	})
+	return nc, err
+}
+
+// applyWaiting is Apply, waiting for JetStream to answer.
+func applyWaiting(ctx context.Context, js jetstream.JetStream, cfg config.Config, logger *slog.Logger) error {
+	return retryUnreachable(ctx, logger, "apply definitions", func(actx context.Context) error {
+		return Apply(actx, js, cfg, logger)
+	})
+}
