@@ -122,7 +122,7 @@ func TestComposeServicesMatchConfig(t *testing.T) {
 			t.Errorf("service %s: models folder %s is not mounted read-only (volumes %v)", name, cfg.Models.Dir, s.Volumes)
 		}
 	}
-	for _, b := range []config.Binary{config.Ingest, config.Detect, config.Embed, config.Attrs, config.Aggregate, config.Migrate, config.Run} {
+	for _, b := range []config.Binary{config.Ingest, config.Detect, config.Embed, config.Attrs, config.Aggregate, config.API, config.Migrate, config.Run} {
 		if !seen[b] {
 			t.Errorf("no service runs %s", b)
 		}
