@@ -45,7 +45,10 @@ var analyzeSettingNames = []string{
 const analyzeConfigBinary = config.Attrs
 
 func newAnalyzeCommand(s Streams, getenv func(string) string) *cobra.Command {
-	var f analyzeFlags
+	var (
+		f  analyzeFlags
+		rf remoteFlags
+	)
 	cfs := pflag.NewFlagSet("analyze-config", pflag.ContinueOnError)
 	config.AddFlags(cfs, analyzeConfigBinary)
 	cmd := &cobra.Command{
@@ -61,9 +64,19 @@ roll > 0 clockwise) and quality (sharpness, brightness, face size, usable, reaso
 --draw writes the picture with the results painted on it: boxes (green usable,
 orange not), landmarks (eyes blue, nose red, mouth magenta) and labels (score,
 gender and age, emotion; pose; quality). With one image it is the PNG file to
-write; with several, a directory (created) that receives NAME.png per image.`,
+write; with several, a directory (created) that receives NAME.png per image.
+
+With --server (or FACESTREAM_SERVER) each image goes to a running server instead
+(POST /v1/analyze, key from FACESTREAM_API_KEY or --api-key-file) and its answer is
+printed: the pipeline's result, stored under the image id it prints.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if c, err := rf.remote(getenv); err != nil || c != nil {
+				if err != nil {
+					return fmt.Errorf("analyze: %w", err)
+				}
+				return analyzeRemote(cmd.Context(), s, c, f, args)
+			}
 			cfg, err := config.Load(analyzeConfigBinary, cfs, onlyEnv(getenv, analyzeSettingNames))
 			if err != nil {
 				return fmt.Errorf("analyze: %w", err)
@@ -79,6 +92,7 @@ write; with several, a directory (created) that receives NAME.png per image.`,
 			}
 		}
 	}
+	rf.add(fl)
 	fl.BoolVar(&f.embedding, "embedding", false, "include each face's embedding")
 	fl.BoolVar(&f.noAttrs, "no-attributes", false, "skip age, gender and emotion")
 	fl.BoolVar(&f.pretty, "pretty", false, "indent the JSON")

@@ -159,3 +159,33 @@ func printJSON(w io.Writer, v any, pretty bool) error {
 func needRemote(what string) error {
 	return fmt.Errorf("%s needs a running server: pass --server URL (or set FACESTREAM_SERVER) and an API key", what)
 }
+
+// analyzeRemote sends each image to POST /v1/analyze and prints one JSON
+// object per image and line ({"file", "result"} or {"file", "error"}).
+func analyzeRemote(ctx context.Context, s Streams, c *client, f analyzeFlags, files []string) error {
+	failed := 0
+	for _, path := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		body := map[string]any{}
+		if f.maxFaces > 0 {
+			body["options"] = map[string]any{"max_faces": f.maxFaces}
+		}
+		var out json.RawMessage
+		rec := map[string]any{"file": path}
+		if err := c.do(ctx, "POST", "/v1/analyze", body, []file{{"image", path}}, &out); err != nil {
+			rec["error"] = err.Error()
+			failed++
+		} else {
+			rec["result"] = out
+		}
+		if err := printJSON(s.Out, rec, f.pretty); err != nil {
+			return err
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("analyze: %d of %d images failed (see their \"error\")", failed, len(files))
+	}
+	return nil
+}

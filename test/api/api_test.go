@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,7 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/facestream/facestream/internal/api"
+	"github.com/facestream/facestream/internal/cli"
 	"github.com/facestream/facestream/internal/resultcache"
+	"github.com/facestream/facestream/internal/stages/stagetest"
 	fsnats "github.com/facestream/facestream/nats"
 	"github.com/facestream/facestream/pkg/events"
 )
@@ -25,7 +28,7 @@ import (
 // endpoint, the security model and the bad-input table.
 func TestAPI(t *testing.T) {
 	start0 := time.Now()
-	e := start(t, api.Config{MaxImageBytes: 8 << 20, MaxBodyBytes: 24 << 20, AnalyzeTimeout: 60 * time.Second, RateLimit: 10_000,
+	e := start(t, api.Config{MaxImageBytes: 8 << 20, MaxBodyBytes: 24 << 20, AnalyzeTimeout: 60 * time.Second, RateLimit: 10_000, InlineMax: 32 << 10,
 		CORSOrigins: []string{"https://app.example.com"}})
 	ctx := context.Background()
 
@@ -472,6 +475,41 @@ JOIN facestream.api_keys k ON k.id = u.api_key_id WHERE k.prefix = $1`, strings.
 		}
 		if r = e.do(t, request{method: http.MethodGet, path: "/v1/images/" + img.ID, key: reader}); r.status != 404 {
 			t.Errorf("GET after erase: %d", r.status)
+		}
+	})
+
+	t.Run("CLI against the server and locally", func(t *testing.T) {
+		root := stagetest.Env(t, "FACESTREAM_TESTDATA") + "/deepface/"
+		env := map[string]string{"FACESTREAM_SERVER": e.server.URL, "FACESTREAM_API_KEY": writer,
+			"FACESTREAM_MODELS": os.Getenv("FACESTREAM_MODELS"), "FACESTREAM_ORT_LIB": os.Getenv("FACESTREAM_ORT_LIB")}
+		run := func(env map[string]string, args ...string) string {
+			t.Helper()
+			var out, errb bytes.Buffer
+			cmd := cli.NewRoot(cli.Streams{In: strings.NewReader(""), Out: &out, Err: &errb}, func(k string) string { return env[k] })
+			cmd.SetArgs(args)
+			if err := cmd.ExecuteContext(ctx); err != nil {
+				t.Fatalf("facestream %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+			}
+			return out.String()
+		}
+		if out := run(env, "analyze", root+"img1.jpg"); !strings.Contains(out, `"status":"analyzed"`) {
+			t.Errorf("analyze --server: %s", trim([]byte(out)))
+		}
+		if out := run(env, "compare", root+"img1.jpg", root+"img2.jpg"); !strings.Contains(out, `"verdict":"same"`) {
+			t.Errorf("compare --server: %s", out)
+		}
+		if out := run(env, "search", root+"img2.jpg", "--k", "3"); !strings.Contains(out, `"hits":[{`) {
+			t.Errorf("search --server: %s", trim([]byte(out)))
+		}
+		if out := run(env, "subjects", "create", "Via CLI"); !strings.Contains(out, `"name":"Via CLI"`) {
+			t.Errorf("subjects create: %s", out)
+		}
+		if out := run(env, "subjects", "list"); !strings.Contains(out, "Via CLI") {
+			t.Errorf("subjects list: %s", out)
+		}
+		local := map[string]string{"FACESTREAM_MODELS": env["FACESTREAM_MODELS"], "FACESTREAM_ORT_LIB": env["FACESTREAM_ORT_LIB"]}
+		if out := run(local, "compare", root+"img19.jpg", root+"img9.jpg"); !strings.Contains(out, `"verdict":"different"`) {
+			t.Errorf("compare locally: %s", out)
 		}
 	})
 
