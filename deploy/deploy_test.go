@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
@@ -34,22 +35,75 @@ type service struct {
 	DependsOn map[string]struct {
 		Condition string `json:"condition"`
 	} `json:"depends_on"`
+	Deploy *struct {
+		Resources struct {
+			Reservations struct {
+				Devices []struct {
+					Driver       string   `json:"driver"`
+					Count        any      `json:"count"`
+					Capabilities []string `json:"capabilities"`
+				} `json:"devices"`
+			} `json:"reservations"`
+		} `json:"resources"`
+	} `json:"deploy"`
 }
 
 func loadCompose(t *testing.T) compose {
 	t.Helper()
-	raw, err := os.ReadFile("../docker-compose.yml")
+	return loadComposeFile(t, "../docker-compose.yml")
+}
+
+func loadComposeFile(t *testing.T, path string) compose {
+	t.Helper()
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var c compose
 	if err := yaml.Unmarshal(raw, &c); err != nil {
-		t.Fatalf("parse docker-compose.yml: %v", err)
+		t.Fatalf("parse %s: %v", path, err)
 	}
 	if len(c.Services) == 0 {
-		t.Fatal("docker-compose.yml has no services")
+		t.Fatalf("%s has no services", path)
 	}
 	return c
+}
+
+// gpuOverride is docker-compose.gpu.yml as compose merges it over
+// docker-compose.yml: environment merged by name, image, build and command
+// replaced. It may only change services the base file has.
+func gpuOverride(t *testing.T) (merged compose, changed []string) {
+	t.Helper()
+	merged = loadCompose(t)
+	over := loadComposeFile(t, "../docker-compose.gpu.yml")
+	for name, o := range over.Services {
+		s, ok := merged.Services[name]
+		if !ok {
+			t.Errorf("docker-compose.gpu.yml adds service %s, which docker-compose.yml lacks", name)
+			continue
+		}
+		env := map[string]string{}
+		for k, v := range s.Environment {
+			env[k] = v
+		}
+		for k, v := range o.Environment {
+			env[k] = v
+		}
+		s.Environment = env
+		if o.Image != "" {
+			s.Image = o.Image
+		}
+		if o.Build != nil {
+			s.Build = o.Build
+		}
+		if o.Command != nil {
+			s.Command = o.Command
+		}
+		s.Deploy = o.Deploy
+		merged.Services[name] = s
+		changed = append(changed, name)
+	}
+	return merged, changed
 }
 
 // ours reports whether a service runs the facestream image.
@@ -89,7 +143,36 @@ func expand(v string) string {
 }
 
 func TestComposeServicesMatchConfig(t *testing.T) {
-	c := loadCompose(t)
+	t.Run("docker-compose.yml", func(t *testing.T) { checkComposeServices(t, loadCompose(t)) })
+	t.Run("with docker-compose.gpu.yml", func(t *testing.T) {
+		c, changed := gpuOverride(t)
+		checkComposeServices(t, c)
+		slices.Sort(changed)
+		if !slices.Equal(changed, []string{"detect", "embed"}) {
+			t.Errorf("docker-compose.gpu.yml changes %v, want detect and embed", changed)
+		}
+		for _, name := range changed {
+			s := c.Services[name]
+			cfg, err := config.Load(s.binary(t, name), nil, func(k string) string { return expand(s.Environment[k]) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.ORT.Provider != config.ProviderCUDA {
+				t.Errorf("%s: execution provider %s with the GPU override", name, cfg.ORT.Provider)
+			}
+			if !strings.Contains(expand(s.Image), "gpu") || !strings.Contains(fmt.Sprint(s.Build), "Dockerfile.gpu") {
+				t.Errorf("%s: image %s, build %v: want the image of Dockerfile.gpu", name, s.Image, s.Build)
+			}
+			if s.Deploy == nil || len(s.Deploy.Resources.Reservations.Devices) == 0 ||
+				s.Deploy.Resources.Reservations.Devices[0].Driver != "nvidia" ||
+				!slices.Contains(s.Deploy.Resources.Reservations.Devices[0].Capabilities, "gpu") {
+				t.Errorf("%s reserves no NVIDIA GPU", name)
+			}
+		}
+	})
+}
+
+func checkComposeServices(t *testing.T, c compose) {
 	seen := map[config.Binary]bool{}
 	for name, s := range c.Services {
 		if !s.ours() {

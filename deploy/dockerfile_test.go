@@ -194,7 +194,21 @@ func TestDockerignoreKeepsTheBuildInputs(t *testing.T) {
 		}
 		return false
 	}
-	for _, keep := range []string{"go.mod", "go.sum", "cmd", "internal", "pkg", "nats", "migrations", "deploy/healthcheck.sh", "deploy/runtime-packages.sh"} {
+	keep := []string{"go.mod", "go.sum", "cmd", "internal", "pkg", "nats", "migrations", "deploy/healthcheck.sh", "deploy/runtime-packages.sh"}
+	// Everything a Dockerfile COPYs from the context must be in it.
+	files, _ := filepath.Glob("../Dockerfile*")
+	for _, f := range files {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`(?m)^COPY\s+(?:--chmod=\S+\s+)?(\S+)\s`).FindAllStringSubmatch(string(text), -1) {
+			if m[1] != "." && !strings.HasPrefix(m[1], "--from") {
+				keep = append(keep, m[1])
+			}
+		}
+	}
+	for _, keep := range keep {
 		if ignored(keep) {
 			t.Errorf(".dockerignore drops %s, which the image build needs", keep)
 		}
