@@ -13,8 +13,8 @@ import (
 
 	"github.com/facestream/facestream/internal/config"
 	"github.com/facestream/facestream/internal/modelpack"
-	"github.com/facestream/facestream/pkg/events"
 	fsnats "github.com/facestream/facestream/nats"
+	"github.com/facestream/facestream/pkg/events"
 )
 
 const k8sDir = "k8s"
