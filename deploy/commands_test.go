@@ -26,7 +26,7 @@ func TestCommandsExist(t *testing.T) {
 		for _, obj := range objs {
 			for _, c := range podContainers(obj) {
 				if cmd, ok := c["command"].([]any); ok {
-					used = append(used, strings_(cmd))
+					used = append(used, stringList(cmd))
 				}
 			}
 		}

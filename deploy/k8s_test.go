@@ -189,7 +189,7 @@ func commandBinary(cmd []string) config.Binary {
 	return ""
 }
 
-func strings_(v any) []string {
+func stringList(v any) []string {
 	var out []string
 	for _, s := range v.([]any) {
 		out = append(out, fmt.Sprint(s))
@@ -208,7 +208,7 @@ func (c cluster) workloads(t *testing.T) []workload {
 			if cmd == nil {
 				continue // not ours (dev's nats and postgres use their images' entrypoints)
 			}
-			b := commandBinary(strings_(cmd))
+			b := commandBinary(stringList(cmd))
 			if !slices.Contains(config.Binaries(), b) {
 				t.Errorf("overlay %s: %s runs %v, no binary internal/config knows", c.name, o, cmd)
 				continue
@@ -231,9 +231,9 @@ func (c cluster) workloads(t *testing.T) []workload {
 			}
 			var flags []string
 			if args, ok := ct["args"].([]any); ok {
-				flags = strings_(args)
+				flags = stringList(args)
 			}
-			flags = append(flags, strings_(cmd)[1:]...) // subcommand words are no flags and pass
+			flags = append(flags, stringList(cmd)[1:]...) // subcommand words are no flags and pass
 			for _, f := range flags {
 				name, _, _ := strings.Cut(strings.TrimLeft(f, "-"), "=")
 				if strings.HasPrefix(f, "-") && !slices.ContainsFunc(config.For(b), func(s config.Setting) bool { return s.Flag == name }) {
@@ -427,7 +427,7 @@ func checkWorkloads(t *testing.T, c cluster, ws []workload) {
 		}
 	}
 	for _, w := range byBinary[config.Migrate] {
-		if w.obj.kind() != "Job" || strings_(w.container["command"])[2] != "up" {
+		if w.obj.kind() != "Job" || stringList(w.container["command"])[2] != "up" {
 			t.Errorf("%s: migrations run as a Job of facestream migrate up", w)
 		}
 	}
