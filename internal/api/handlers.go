@@ -2,9 +2,13 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"sync"
+
+	"github.com/google/uuid"
 
 	"github.com/facestream/facestream/internal/face"
 	"github.com/facestream/facestream/pkg/events"
@@ -81,8 +85,14 @@ func (s *Server) submitImage(w http.ResponseWriter, r *http.Request, c *call) {
 		writeProblem(w, r, p)
 		return
 	}
-	id, err := s.publish(r.Context(), c, u, req.Options.events())
-	if err != nil {
+	id := uuid.NewString()
+	// The row exists at once (status accepted), so that GET answers from the
+	// start; the pipeline's result replaces it.
+	if err := s.recordAccepted(r.Context(), c, id, u); err != nil {
+		writeProblem(w, r, s.internal(r.Context(), "submit image", err))
+		return
+	}
+	if err := s.publishAs(r.Context(), c, id, u, req.Options.events()); err != nil {
 		writeProblem(w, r, s.internal(r.Context(), "submit image", err))
 		return
 	}
@@ -263,4 +273,14 @@ func (s *Server) compare(w http.ResponseWriter, r *http.Request, c *call) {
 		res.Faces = append(res.Faces, ComparedFace{ImageID: q.imageID, FaceID: q.face.ID, Box: q.face.Box})
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// recordAccepted stores the row of a submitted image, status accepted.
+func (s *Server) recordAccepted(ctx context.Context, c *call, id string, u upload) error {
+	sum := sha256.Sum256(u.Data)
+	_, err := s.d.DB.Exec(ctx, `WITH t AS (INSERT INTO facestream.tenants (id) VALUES ($2) ON CONFLICT DO NOTHING)
+INSERT INTO facestream.images (id, tenant_id, sha256, source, content_type, byte_size, status, model_pack)
+VALUES ($1::uuid, $2, $3, '/api/v1', nullif($4, ''), $5, 'accepted', $6)`,
+		id, c.tenant(), hex.EncodeToString(sum[:]), u.ContentType, len(u.Data), s.d.Pack.Name)
+	return err
 }

@@ -42,15 +42,6 @@ func (s *Server) checkImage(u upload) *Problem {
 	return nil
 }
 
-// publish submits an image of the caller's tenant under a new image id.
-func (s *Server) publish(ctx context.Context, c *call, u upload, opts events.RequestOptions) (string, error) {
-	id := uuid.NewString()
-	if err := s.publishAs(ctx, c, id, u, opts); err != nil {
-		return "", fmt.Errorf("submit image: %w", err)
-	}
-	return id, nil
-}
-
 // outcome is an image's final event: exactly one of the two is set.
 type outcome struct {
 	analyzed *events.ImageAnalyzed

@@ -91,7 +91,10 @@ func TestAPI(t *testing.T) {
 					}
 					break
 				}
-			} else if r.status != http.StatusNotFound { // not stored yet
+				if img.Status != "accepted" {
+					t.Fatalf("status %s", trim(r.body))
+				}
+			} else {
 				t.Fatalf("GET %s: %d %s", loc, r.status, trim(r.body))
 			}
 			if time.Now().After(deadline) {
