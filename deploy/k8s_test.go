@@ -612,6 +612,19 @@ func checkScaling(t *testing.T, c cluster, ws []workload, consumers map[string]f
 			t.Errorf("%s and %s both scale %s", h, so, target)
 		}
 	}
+	for _, d := range c.byKind["Deployment"] {
+		if get(d, "spec", "replicas") == nil {
+			continue
+		}
+		for _, h := range c.byKind["HorizontalPodAutoscaler"] {
+			if getString(h, "spec", "scaleTargetRef", "name") == d.name() {
+				scaled[d.name()] = h.String()
+			}
+		}
+		if by, ok := scaled[d.name()]; ok {
+			t.Errorf("%s sets spec.replicas although %s scales it: every kubectl apply would reset the count", d, by)
+		}
+	}
 	if len(c.byKind["ScaledObject"]) == 0 {
 		return // dev: one replica each, no KEDA
 	}
