@@ -151,7 +151,8 @@ func TestDockerfileGPUFetchesCheckedORT(t *testing.T) {
 	}
 	text := string(raw)
 	for _, want := range []string{
-		"onnxruntime-linux-x64-gpu-${ORT_VERSION}.tgz", // the CUDA 12 build of the release
+		"ARG ORT_GPU_TARBALL=onnxruntime-linux-x64-gpu-${ORT_VERSION}.tgz", // the CUDA 12 build of the release
+		"libonnxruntime_providers_cuda.so",
 		"sha256sum -c",
 		"libonnxruntime*.so*", // with libonnxruntime_providers_cuda.so and _shared.so
 		"FACESTREAM_EXECUTION_PROVIDER=cuda",
