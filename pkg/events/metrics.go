@@ -26,6 +26,7 @@ type stageMetrics struct {
 	queueWait   *prometheus.HistogramVec
 	steps       *prometheus.HistogramVec
 	rejected    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
 }
 
 func newStageMetrics(reg prometheus.Registerer) (*stageMetrics, error) {
@@ -61,6 +62,11 @@ func newStageMetrics(reg prometheus.Registerer) (*stageMetrics, error) {
 			Name: "facestream_images_rejected_total",
 			Help: "Images a stage rejected (image.rejected published), by reason.",
 		}, []string{"stage", "reason"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "facestream_image_latency_seconds",
+			Help:    "End-to-end time of an image, from its image.submitted event to the publish of its result (image.analyzed or image.rejected), by outcome.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60},
+		}, []string{"outcome"}),
 	}
 	var err error
 	if m.messages, err = register(reg, m.messages); err != nil {
@@ -82,6 +88,9 @@ func newStageMetrics(reg prometheus.Registerer) (*stageMetrics, error) {
 		return nil, err
 	}
 	if m.rejected, err = register(reg, m.rejected); err != nil {
+		return nil, err
+	}
+	if m.latency, err = register(reg, m.latency); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -236,6 +236,20 @@ func NewRunner(js jetstream.JetStream, consumer jetstream.Consumer, h Handler, c
 	if err != nil {
 		return nil, fmt.Errorf("new runner: register metrics: %w", err)
 	}
+	// Every series of the stage exists from the start at zero, so that
+	// rates and alerts see the first failure as an increase.
+	for _, o := range []string{outcomeAcked, outcomeRetried, outcomeDeadLettered, outcomeFailed} {
+		m.messages.WithLabelValues(cfg.Stage, o)
+	}
+	for _, r := range []DeadLetterReason{DeadLetterPermanent, DeadLetterMaxDeliver, DeadLetterMalformed} {
+		m.deadLetters.WithLabelValues(cfg.Stage, string(r))
+	}
+	m.handle.WithLabelValues(cfg.Stage)
+	m.queueWait.WithLabelValues(cfg.Stage)
+	m.inFlight.WithLabelValues(cfg.Stage)
+	for _, o := range []string{"analyzed", "rejected"} {
+		m.latency.WithLabelValues(o)
+	}
 	tp := cfg.TracerProvider
 	if tp == nil {
 		tp = noop.NewTracerProvider()
@@ -641,18 +655,32 @@ func (hb *heartbeat) stop() {
 	hb.wg.Wait()
 }
 
-// countRejections counts the image.rejected outputs by reason.
+// countRejections counts the image.rejected outputs by reason, and
+// observes the end-to-end latency of every result published.
 func (r *Runner) countRejections(outs []Event) {
+	now := r.now()
 	for _, out := range outs {
-		if out.CloudEvent.Type() != TypeImageRejected {
-			continue
+		switch out.CloudEvent.Type() {
+		case TypeImageRejected:
+			var rej ImageRejected
+			reason := "unknown"
+			if out.Decode(&rej) == nil && rej.Reason != "" {
+				reason = string(rej.Reason)
+			}
+			r.metrics.rejected.WithLabelValues(r.cfg.Stage, reason).Inc()
+			if !rej.SubmittedAt.IsZero() {
+				r.metrics.latency.WithLabelValues("rejected").Observe(max(now.Sub(rej.SubmittedAt), 0).Seconds())
+			}
+		case TypeImageAnalyzed:
+			var a struct {
+				Image struct {
+					SubmittedAt time.Time `json:"submitted_at"`
+				} `json:"image"`
+			}
+			if out.Decode(&a) == nil && !a.Image.SubmittedAt.IsZero() {
+				r.metrics.latency.WithLabelValues("analyzed").Observe(max(now.Sub(a.Image.SubmittedAt), 0).Seconds())
+			}
 		}
-		var rej ImageRejected
-		reason := "unknown"
-		if out.Decode(&rej) == nil && rej.Reason != "" {
-			reason = string(rej.Reason)
-		}
-		r.metrics.rejected.WithLabelValues(r.cfg.Stage, reason).Inc()
 	}
 }
 
