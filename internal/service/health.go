@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,8 +21,34 @@ type Check func(ctx context.Context) error
 // Health tracks readiness: every named check must pass. It is safe for
 // concurrent use.
 type Health struct {
-	mu     sync.Mutex
-	checks []namedCheck
+	mu      sync.Mutex
+	checks  []namedCheck
+	details []namedDetail
+}
+
+type namedDetail struct {
+	name string
+	fn   func() string
+}
+
+// AddDetail adds a line that /readyz shows whatever the outcome (e.g. the
+// execution provider the models actually run on).
+func (h *Health) AddDetail(name string, fn func() string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.details = append(h.details, namedDetail{name, fn})
+}
+
+// detailText is the details, one "name: text" line each.
+func (h *Health) detailText() string {
+	h.mu.Lock()
+	details := append([]namedDetail(nil), h.details...)
+	h.mu.Unlock()
+	var b strings.Builder
+	for _, d := range details {
+		fmt.Fprintf(&b, "%s: %s\n", d.name, d.fn())
+	}
+	return b.String()
 }
 
 type namedCheck struct {
@@ -61,10 +88,10 @@ func (h *Health) Handler(gatherer prometheus.Gatherer) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
 		if err := h.Ready(ctx); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			http.Error(w, "not ready: "+err.Error()+"\n"+h.detailText(), http.StatusServiceUnavailable)
 			return
 		}
-		_, _ = w.Write([]byte("ready\n"))
+		_, _ = w.Write([]byte("ready\n" + h.detailText()))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	return mux

@@ -84,10 +84,10 @@ func RunStage(ctx context.Context, b config.Binary, cfg config.Config, logger *s
 	env := &Env{Config: cfg, Logger: logger, Registerer: reg, JS: js, Blobs: blobs}
 	if needsModels(stage) {
 		if env.Models, err = OpenModels(cfg, logger, reg); err != nil {
-			return fmt.Errorf("run %s: %w", stage, err)
+			return modelsFailed(ctx, cfg, &health, reg, logger, fmt.Errorf("run %s: %w", stage, err))
 		}
 		defer func() { err = errors.Join(err, env.Models.Close()) }()
-		health.Add("models", func(context.Context) error { return nil })
+		modelsHealth(&health, env.Models, cfg, reg)
 	}
 	if u := cfg.Database.URL.Value(); u != "" && (stage == events.StageIngest || stage == events.StageAggregate) {
 		if env.DB, err = pgxpool.New(ctx, u); err != nil {
@@ -169,7 +169,7 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, ready f
 		return fmt.Errorf("run: %w", err)
 	}
 	defer func() { err = errors.Join(err, models.Close()) }()
-	health.Add("models", func(context.Context) error { return nil })
+	modelsHealth(&health, models, cfg, reg)
 
 	tp, shutdownTracing, err := telemetry.Tracing(ctx, cfg.Tracing.OTLPEndpoint, "facestream")
 	if err != nil {

@@ -169,6 +169,19 @@ func (r *Runtime) register(s *Session) bool {
 	return true
 }
 
+// Providers returns the execution provider each open session actually runs
+// on, by model file name: the configured one, or CPU where FallbackToCPU
+// replaced an unavailable provider.
+func (r *Runtime) Providers() map[string]Provider {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]Provider, len(r.sessions))
+	for s := range r.sessions {
+		out[s.name] = s.provider
+	}
+	return out
+}
+
 func (r *Runtime) forget(s *Session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
