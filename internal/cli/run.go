@@ -37,7 +37,7 @@ finished before it exits. Every flag can also be set by the environment variable
 		ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		err = service.RunAll(ctx, cfg, logger, func(url string) {
-			fmt.Fprintf(cmd.OutOrStdout(), "facestream is running: NATS at %s, metrics at %s. Submit images with 'facestream submit FILE|DIR'; Ctrl-C stops.\n", url, cfg.Metrics.Addr)
+			fmt.Fprintf(cmd.OutOrStdout(), "facestream is running: NATS at %s, metrics at %s, HTTP API at %s (docs/api.md). Submit images with 'facestream submit FILE|DIR'; Ctrl-C stops.\n", url, cfg.Metrics.Addr, cfg.HTTP.Addr)
 		})
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -346,19 +347,36 @@ func TestAPI(t *testing.T) {
 
 	t.Run("rate limit: 429 with Retry-After, other keys unaffected", func(t *testing.T) {
 		limited := e.key("acme", 3, "read")
-		var got429 *response
-		for i := 0; i < 6; i++ {
-			r := e.do(t, request{method: http.MethodGet, path: "/v1/subjects", key: limited})
-			if r.status == http.StatusTooManyRequests {
-				got429 = &r
-				break
-			}
-			if r.status != 200 {
-				t.Fatalf("request %d: %d", i, r.status)
-			}
+		// A burst of 12 concurrent requests at 3 per minute, while another
+		// key of the same tenant keeps working.
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			codes   = map[int]int{}
+			got429  *response
+			otherOK = true
+		)
+		for range 12 {
+			wg.Go(func() {
+				r := e.do(t, request{method: http.MethodGet, path: "/v1/subjects", key: limited})
+				mu.Lock()
+				defer mu.Unlock()
+				codes[r.status]++
+				if r.status == http.StatusTooManyRequests && got429 == nil {
+					got429 = &r
+				}
+			})
 		}
-		if got429 == nil {
-			t.Fatal("no 429 after 6 requests at 3 per minute")
+		wg.Go(func() {
+			for range 3 {
+				if r := e.do(t, request{method: http.MethodGet, path: "/v1/subjects", key: reader}); r.status != 200 {
+					otherOK = false
+				}
+			}
+		})
+		wg.Wait()
+		if codes[200] != 3 || codes[429] != 9 || !otherOK {
+			t.Fatalf("burst answers %v (want 3×200, 9×429); the other key answered 200 each time: %v", codes, otherOK)
 		}
 		if ra, err := strconv.Atoi(got429.header.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
 			t.Errorf("Retry-After %q", got429.header.Get("Retry-After"))
@@ -368,6 +386,31 @@ func TestAPI(t *testing.T) {
 		}
 		if r := e.do(t, request{method: http.MethodGet, path: "/v1/subjects", key: reader}); r.status != 200 {
 			t.Errorf("another key meanwhile: %d", r.status)
+		}
+	})
+
+	t.Run("embeddings of different models are never compared", func(t *testing.T) {
+		r := e.do(t, jsonReq(http.MethodPost, "/v1/analyze", writer, map[string]any{"image": b64(img20)}))
+		var a, b api.ImageOut
+		r.decode(t, &a)
+		r = e.do(t, jsonReq(http.MethodPost, "/v1/analyze", writer, map[string]any{"image": b64(img21)}))
+		r.decode(t, &b)
+		if len(a.Faces) == 0 || len(b.Faces) == 0 {
+			t.Fatal("no faces")
+		}
+		// Re-embed one face by another (4-dimensional) model.
+		if _, err := e.db.Exec(ctx, `SELECT facestream.ensure_embedding_index('aaa_other', 4)`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.db.Exec(ctx, `DELETE FROM facestream.embeddings WHERE face_id = $1::uuid`, a.Faces[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.db.Exec(ctx, `INSERT INTO facestream.embeddings (face_id, tenant_id, model, dim, embedding) VALUES ($1::uuid, 'acme', 'aaa_other', 4, '[1,0,0,0]')`, a.Faces[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		r = e.do(t, jsonReq(http.MethodPost, "/v1/compare", writer, map[string]any{"face_ids": []string{a.Faces[0].ID, b.Faces[0].ID}}))
+		if r.status != http.StatusConflict || r.problem(t).Code != api.CodeModelMismatch {
+			t.Errorf("%d %s", r.status, trim(r.body))
 		}
 	})
 
