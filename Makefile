@@ -53,9 +53,17 @@ fuzz: setup
 	@$(GO) test -tags matprofile -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) ./internal/imaging
 	@$(GO) test -tags matprofile -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) ./pkg/events
 
-## bench: the benchmarks (testing.B) of the face engine and the pipeline.
+## bench: the pipeline in one process and as the stage binaries against the raw model ceiling,
+## and search over 20,000 stored embeddings; report in bench-out/ (docs/benchmarks.md). ~3 minutes.
+## The testing.B benchmarks: go test -tags matprofile -run '^$$' -bench . ./internal/face/ ./pkg/onnx/
 bench: setup
-	@$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	@$(GO) build -o $(BIN)/ ./cmd/...
+	@$(BIN)/facestream bench --mode both --search-vectors 20000 --log-level warn --out bench-out
+
+## bench-search: similarity search over 1,000,000 stored embeddings (COPY, HNSW build, p50/p95, recall@10). Many minutes.
+.PHONY: bench-search
+bench-search: build
+	@$(BIN)/facestream bench --mode none --search-vectors 1000000 --out bench-out/search-1m
 
 ## lint: go vet plus staticcheck (installed through the Go module proxy).
 lint: setup
