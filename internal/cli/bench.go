@@ -109,8 +109,9 @@ It writes report.md, report.json and a PNG chart per pipeline run into --out.`,
 					return err
 				}
 				rep.Pipelines = append(rep.Pipelines, res)
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %.2f images/s, %.2f faces/s, latency p50 %.0f ms p95 %.0f ms p99 %.0f ms; ceiling %.2f images/s; efficiency %.2f\n",
-					m, res.ImagesPerSec, res.FacesPerSec, res.Latency.P50, res.Latency.P95, res.Latency.P99, res.Ceiling.ImagesPerSec, res.Efficiency)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %.2f images/s, %.2f faces/s, latency p50 %.0f ms p95 %.0f ms p99 %.0f ms; ceiling %.2f images/s (before %.2f, after %.2f); efficiency %.2f; against the pipeline's own model work %.2f\n",
+					m, res.ImagesPerSec, res.FacesPerSec, res.Latency.P50, res.Latency.P95, res.Latency.P99, res.Ceiling.ImagesPerSec,
+					res.CeilingBefore.ImagesPerSec, res.CeilingAfter.ImagesPerSec, res.Efficiency, res.WorkEfficiency)
 			}
 		}
 		if search.Vectors > 0 {
