@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"compress/zlib"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"hash/crc32"
 	"net/http"
 	"os"
@@ -472,6 +474,13 @@ JOIN facestream.api_keys k ON k.id = u.api_key_id WHERE k.prefix = $1`, strings.
 		if n := streamCount(t, e, img.ID); n == 0 {
 			t.Fatal("no stored result before the erasure")
 		}
+		kv, err := e.nats.JS.KeyValue(ctx, fsnats.BucketCache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Get(ctx, key.String()); err != nil {
+			t.Fatalf("the cache bucket has no entry before the erasure: %v", err)
+		}
 		if r = e.do(t, request{method: http.MethodDelete, path: "/v1/images/" + img.ID, key: admin}); r.status != http.StatusNoContent {
 			t.Fatalf("erase: %d %s", r.status, trim(r.body))
 		}
@@ -492,14 +501,12 @@ JOIN facestream.api_keys k ON k.id = u.api_key_id WHERE k.prefix = $1`, strings.
 		if err != nil && err != jetstream.ErrNoObjectsFound {
 			t.Fatal(err)
 		}
+		idSum := sha256.Sum256([]byte(img.ID))
+		ingestKey := "ingest/" + hex.EncodeToString(idSum[:16])
 		for _, o := range infos {
-			if strings.Contains(o.Name, img.ID) {
+			if strings.Contains(o.Name, img.ID) || o.Name == ingestKey {
 				t.Errorf("object store keeps %s", o.Name)
 			}
-		}
-		kv, err := e.nats.JS.KeyValue(ctx, fsnats.BucketCache)
-		if err != nil {
-			t.Fatal(err)
 		}
 		if ent, err := kv.Get(ctx, key.String()); err == nil {
 			t.Errorf("KV cache keeps the result (%d bytes)", len(ent.Value()))
