@@ -29,12 +29,21 @@ type Config struct {
 	Blob      Blob
 	Data      Data
 	Tracing   Tracing
+	Detection Detection
 }
 
 // Tracing configures OpenTelemetry tracing.
 type Tracing struct {
 	// OTLPEndpoint is the OTLP gRPC collector (host:port); empty turns tracing off.
 	OTLPEndpoint string
+}
+
+// Detection tunes the detector's extra passes (face.DetectorOptions).
+type Detection struct {
+	// SecondScale is the size of the second detection pass (0: none).
+	SecondScale int
+	// Rotations tries the picture turned when no upright face is convincing.
+	Rotations bool
 }
 
 // NATS is how a binary reaches the NATS server.
@@ -90,6 +99,8 @@ type ORT struct {
 type Stage struct {
 	// Concurrency is the number of messages a replica works on at once.
 	Concurrency int
+	// CacheOnly makes ingest answer from the result cache only (inference down).
+	CacheOnly bool
 }
 
 // EmbedBatch configures the embed stage's batching.
@@ -188,6 +199,7 @@ func Default() Config {
 		Limits:    Limits{MaxImageBytes: 20 << 20, MaxPixels: 40_000_000, InlinePayloadMax: 768 << 10, CacheEntries: 1024},
 		Retention: Retention{ImageTTL: 15 * time.Minute, ResultsMaxAge: 24 * time.Hour},
 		Data:      Data{Dir: ".data"},
+		Detection: Detection{SecondScale: 320, Rotations: true},
 	}
 }
 

@@ -48,6 +48,7 @@ func storeFactory(name string) (handlerFactory, bool) {
 				Limits:      ingest.Limits{MaxBytes: int64(env.Config.Limits.MaxImageBytes), MaxPixels: int64(env.Config.Limits.MaxPixels)},
 				InlineMax:   int64(env.Config.Limits.InlinePayloadMax),
 				DefaultPack: env.Config.Models.Pack,
+				CacheOnly:   env.Config.Stage.CacheOnly,
 			}, env.Blobs, c)
 			return h, nil, err
 		}, true

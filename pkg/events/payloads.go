@@ -131,6 +131,9 @@ const (
 	RejectBlobMissing       RejectReason = "blob_missing"       // the BlobRef points nowhere (expired?)
 	RejectInvalidRequest    RejectReason = "invalid_request"    // bad options or reference
 	RejectNoFace            RejectReason = "no_face"            // no face found where one is required
+	// RejectInferenceUnavailable: ingest runs in cache-only mode (inference
+	// is down) and no stored result matches. Retryable: submit again later.
+	RejectInferenceUnavailable RejectReason = "inference_unavailable"
 )
 
 // ImageRejected is the data of image.rejected: the image will not be

@@ -27,6 +27,11 @@ type Config struct {
 	// DefaultPack is the model pack of images whose options name none
 	// (config models.pack). Required: it is part of the cache key.
 	DefaultPack string
+	// CacheOnly is graceful degradation while inference is down: images
+	// whose result the cache holds are answered from it, every other valid
+	// image is rejected with events.RejectInferenceUnavailable (retryable)
+	// instead of being queued for stages that cannot run.
+	CacheOnly bool
 }
 
 // Handler is the ingest stage's events.Handler, for image.submitted. It is
@@ -170,6 +175,16 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 			e.CloudEvent.SetExtension(resultcache.ExtCachedFrom, entry.ImageID)
 			return []events.Event{e}, nil
 		}
+	}
+
+	if h.cfg.CacheOnly {
+		if sub.Ref != nil {
+			if err := h.blobs.Delete(ctx, *sub.Ref); err != nil {
+				return nil, fmt.Errorf("ingest %s: %w", imageID, err)
+			}
+		}
+		return rejected(reject(events.RejectInferenceUnavailable,
+			"inference is unavailable (cache-only mode) and no stored result matches; submit again later"), sha, size)
 	}
 
 	blob := events.Blob{Ref: sub.Ref}
