@@ -338,3 +338,20 @@ func TestDockerfilePinsTheSetupScriptsRuntime(t *testing.T) {
 		t.Errorf("the runtime stage does not run as a non-root user: %v", users)
 	}
 }
+
+// TestComposeMountsExist: a bind mount of a missing file makes Docker create
+// an empty directory in its place, and the service fails in a confusing way.
+func TestComposeMountsExist(t *testing.T) {
+	c := loadCompose(t)
+	for name, s := range c.Services {
+		for _, v := range s.Volumes {
+			host := strings.Split(expand(v), ":")[0]
+			if !strings.HasPrefix(host, "./deploy/") {
+				continue // named volumes, and ./models, which the user provides
+			}
+			if _, err := os.Stat("../" + strings.TrimPrefix(host, "./")); err != nil {
+				t.Errorf("service %s mounts %s: %v", name, host, err)
+			}
+		}
+	}
+}
