@@ -217,7 +217,7 @@ func settingsOf(c config.Config) map[string]string {
 	out := map[string]string{}
 	for _, s := range config.Settings() {
 		switch {
-		case strings.HasPrefix(s.Name, "ort."), strings.HasPrefix(s.Name, "stage."), strings.HasPrefix(s.Name, "embed."), s.Name == "models.pack":
+		case strings.HasPrefix(s.Name, "ort."), strings.HasPrefix(s.Name, "stage."), strings.HasPrefix(s.Name, "embed."), strings.HasPrefix(s.Name, "detect."), s.Name == "models.pack":
 			if s.Name != "ort.library" {
 				out[s.Name] = s.Value(c)
 			}

@@ -49,6 +49,8 @@ func OpenModels(cfg config.Config, logger *slog.Logger, reg prometheus.Registere
 	opts.FallbackToCPU = cfg.ORT.CPUFallback
 	opts.MaxBatch = max(cfg.Embed.BatchSize, 1)
 	opts.NoSpinning = !cfg.ORT.Spinning
+	opts.Detection.SecondScale = cfg.Detection.SecondScale
+	opts.Detection.TryRotations = cfg.Detection.Rotations
 	opts.Observe = inference.Observe
 	eng, err := face.NewEngine(rt, pack, cfg.Models.Dir, opts)
 	if err != nil {
