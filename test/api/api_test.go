@@ -272,6 +272,12 @@ func TestAPI(t *testing.T) {
 		if len(list.Subjects) != 0 {
 			t.Errorf("globex lists acme's subjects: %s", trim(r.body))
 		}
+		r = e.do(t, request{method: http.MethodGet, path: "/v1/subjects/" + sj.ID, key: reader})
+		var got api.Subject
+		r.decode(t, &got)
+		if r.status != 200 || got.Name != "Angelina J." || got.FaceCount != 2 || !strings.Contains(string(got.Metadata), `"ext"`) {
+			t.Errorf("get subject: %d %s", r.status, trim(r.body))
+		}
 		if r = e.do(t, request{method: http.MethodGet, path: "/v1/subjects/" + sj.ID, key: other}); r.status != 404 {
 			t.Errorf("globex reads acme's subject: %d", r.status)
 		}
