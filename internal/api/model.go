@@ -52,9 +52,6 @@ func faceOut(f events.Face) FaceOut {
 	if e := f.Embedding; e != nil {
 		o.vector, o.model = e.Vector, e.Model
 	}
-	if o.Match != nil {
-		o.SubjectID = ""
-	}
 	return o
 }
 

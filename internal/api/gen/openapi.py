@@ -90,6 +90,7 @@ def body(json_schema, multipart=None, raw=False):
     c["multipart/form-data"] = {"schema": ref(multipart)}
   if raw:
     c["application/octet-stream"] = {"schema": binary}
+    c["image/*"] = {"schema": binary}
   return {"required": True, "content": c}
 
 def ok(code, schema, desc, headers=None):
