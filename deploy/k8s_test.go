@@ -130,6 +130,9 @@ func loadOverlay(t *testing.T, name string) cluster {
 	c := cluster{name: name, objs: objs, images: images, byKind: map[string][]object{}, configs: map[string]map[string]string{}}
 	seen := map[string]bool{}
 	for _, o := range objs {
+		if ns := getString(o, "metadata", "namespace"); !clusterScoped[o.kind()] && ns != "facestream" {
+			t.Errorf("overlay %s: %s lands in namespace %q, not facestream", name, o, ns)
+		}
 		if seen[o.String()] {
 			t.Errorf("overlay %s: %s twice", name, o)
 		}

@@ -218,6 +218,13 @@ func buildInto(dir string, acc []object, images map[string]string, wantKind stri
 			return nil, err
 		}
 	}
+	if k.Namespace != "" {
+		for _, o := range acc {
+			if !clusterScoped[o.kind()] {
+				getMap(o, "metadata")["namespace"] = k.Namespace
+			}
+		}
+	}
 	for _, l := range k.Labels {
 		if l.IncludeSelectors {
 			return nil, fmt.Errorf("%s: labels with includeSelectors would change immutable Deployment selectors", dir)
@@ -264,6 +271,11 @@ func buildInto(dir string, acc []object, images map[string]string, wantKind stri
 	}
 	return acc, nil
 }
+
+// clusterScoped are the kinds kustomize's namespace field leaves alone.
+var clusterScoped = map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true,
+	"CustomResourceDefinition": true, "PersistentVolume": true, "StorageClass": true, "PriorityClass": true,
+	"ClusterTriggerAuthentication": true}
 
 // podContainers returns the containers and init containers of a workload.
 func podContainers(o object) []map[string]any {
