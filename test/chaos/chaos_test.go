@@ -92,6 +92,7 @@ type report struct {
 	Faces        int            `json:"faces"`
 	Seconds      float64        `json:"seconds"`
 	Restarts     map[string]int `json:"process_starts"`
+	ObjectsLeft  int            `json:"objects_left"`
 }
 
 // proc is one running stage process.
@@ -234,7 +235,7 @@ func TestChaos(t *testing.T) {
 	go func() {
 		defer close(submitted)
 		for i := range subs {
-			for int(nsub.Load())-int(done.Load()) >= p.InFlight {
+			for int(nsub.Load())-poll() >= p.InFlight && time.Since(began) < p.Deadline {
 				time.Sleep(100 * time.Millisecond)
 			}
 			for attempt := 1; ; attempt++ {
@@ -379,6 +380,7 @@ func TestChaos(t *testing.T) {
 	if n := count(t, ctx, db, `SELECT count(*) FROM facestream.embeddings`); n != r.Faces {
 		t.Errorf("%d embeddings for %d faces", n, r.Faces)
 	}
+	r.ObjectsLeft = sealedObjects(t, ctx, srv.JS)
 	r.Seconds = time.Since(began).Seconds()
 	mu.Lock()
 	for _, pr := range procs {
@@ -527,6 +529,30 @@ func streamEvents(t *testing.T, ctx context.Context, js jetstream.JetStream, nam
 	return out
 }
 
+// sealedObjects returns how many objects are left in the images bucket,
+// failing the test for any that facestream wrote in the clear (the test's
+// own uploads, under submitted/, are plaintext as an external producer's).
+func sealedObjects(t *testing.T, ctx context.Context, js jetstream.JetStream) int {
+	t.Helper()
+	obs, err := js.ObjectStore(ctx, "facestream-images")
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos, err := obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range infos {
+		if !strings.HasPrefix(in.Name, "submitted/") && in.Headers.Get(events.HeaderBlobKeyID) == "" {
+			t.Errorf("object %s is stored in the clear", in.Name)
+		}
+	}
+	return len(infos)
+}
+
 func natsMsg(m *jetstream.RawStreamMsg) *nats.Msg {
 	return &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
 }
@@ -559,7 +585,8 @@ func writeReport(t *testing.T, dir string, r report) {
 		k string
 		v int
 	}{{"images submitted", r.Submitted}, {"analyzed", r.Analyzed}, {"rejected (with a reason)", r.Rejected},
-		{"dead-lettered", r.DeadLettered}, {"duplicated", r.Duplicated}, {"lost", r.Lost}, {"faces stored", r.Faces}} {
+		{"dead-lettered", r.DeadLettered}, {"duplicated", r.Duplicated}, {"lost", r.Lost}, {"faces stored", r.Faces},
+		{"objects left in the bucket (TTL removes them)", r.ObjectsLeft}} {
 		fmt.Fprintf(&md, "| %s | %d |\n", row.k, row.v)
 	}
 	fmt.Fprintf(&md, "| duration | %.0f s |\n\nRejections by reason: ", r.Seconds)
