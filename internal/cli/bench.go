@@ -55,7 +55,8 @@ It writes report.md, report.json and a PNG chart per pipeline run into --out.`,
 	f.IntVar(&search.Dim, "search-dim", 128, "embedding dimension of the search benchmark (the dev recognizer's)")
 	f.IntVar(&search.FacesPerIdentity, "search-faces-per-identity", 5, "mean faces per identity (cluster size)")
 	f.IntVar(&search.Queries, "search-queries", 200, "search queries")
-	f.IntSliceVar(&efs, "search-ef", []int{20, 40, 64, 100}, "hnsw.ef_search values measured")
+	f.IntVar(&search.IntrinsicDim, "search-intrinsic-dim", 48, "identity centres drawn from a subspace of this dimension, as real embeddings are (impostor cosine std ≈ 1/sqrt(n)); 0: uniform on the whole sphere")
+	f.IntSliceVar(&efs, "search-ef", []int{40, 100, 200, 400}, "hnsw.ef_search values measured")
 	f.StringVar(&search.MaintenanceWorkMem, "search-maintenance-work-mem", "2GB", "maintenance_work_mem of the index build")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := config.Load(config.Run, f, getenv)
