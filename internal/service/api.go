@@ -20,7 +20,6 @@ import (
 	"github.com/facestream/facestream/internal/modelpack"
 	"github.com/facestream/facestream/internal/resultcache"
 	"github.com/facestream/facestream/internal/store"
-	"github.com/facestream/facestream/pkg/events"
 )
 
 // sharedCache is the one result cache of a process that runs the HTTP edge
@@ -129,7 +128,11 @@ func RunAPI(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("run api: %w", err)
 	}
-	env := &Env{Config: cfg, Logger: logger, Registerer: reg, JS: js, Blobs: events.NewBlobStore(js), DB: pool}
+	blobs, err := newBlobStore(js, cfg)
+	if err != nil {
+		return fmt.Errorf("run api: %w", err)
+	}
+	env := &Env{Config: cfg, Logger: logger, Registerer: reg, JS: js, Blobs: blobs, DB: pool}
 	if env.Cache, err = sharedCache(ctx, env); err != nil {
 		return fmt.Errorf("run api: %w", err)
 	}
