@@ -190,6 +190,9 @@ func Default() Config {
 			Library:     "libonnxruntime.so",
 			Provider:    ProviderCPU,
 			CPUFallback: true,
+			// One intra-op thread per run: the stages' concurrent runs fill
+			// the cores better than ORT's thread pool does (docs/benchmarks.md).
+			IntraOpThreads: 1,
 		},
 		Stage:     Stage{Concurrency: 8},
 		Embed:     EmbedBatch{BatchSize: 16, BatchMaxWait: 10 * time.Millisecond},
