@@ -164,6 +164,7 @@ func (p *PipelineResult) chart(path string) error {
 		h.Legend.Add(fmt.Sprintf("%s %.0f ms", q.name, q.v), l)
 	}
 	h.Legend.Top = true
+	h.Y.Max = maxBin(hist) * 1.3 // room for the legend above the bars
 
 	// Completions per second, in 1 s bins.
 	bins := map[int]int{}
