@@ -61,7 +61,7 @@ func TestGeneratorIsClustered(t *testing.T) {
 func TestWithDatabase(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://u@h:5432/facestream?sslmode=disable": "postgres://u@h:5432/x?sslmode=disable",
-		"postgres://u@h/db":                              "postgres://u@h/x",
+		"postgres://u@h/db": "postgres://u@h/x",
 	} {
 		if got := withDatabase(in, "x"); got != want {
 			t.Errorf("withDatabase(%q) = %q, want %q", in, got, want)

@@ -90,11 +90,11 @@ type PipelineResult struct {
 	// (the second scale at 320 px and rotation retries included, all extra
 	// runs counted at 320 px), measured after the run; WorkEfficiency is
 	// pipeline ÷ it: the cost of everything that is not model work.
-	WorkCeiling    Ceiling `json:"work_ceiling"`
-	WorkEfficiency float64 `json:"work_efficiency"`
-	Outcomes     []Outcome          `json:"outcomes"`
-	Metrics      []string           `json:"metrics_exported"` // facestream_* names seen
-	CPUs         int                `json:"cpus"`
+	WorkCeiling    Ceiling   `json:"work_ceiling"`
+	WorkEfficiency float64   `json:"work_efficiency"`
+	Outcomes       []Outcome `json:"outcomes"`
+	Metrics        []string  `json:"metrics_exported"` // facestream_* names seen
+	CPUs           int       `json:"cpus"`
 }
 
 // StageSplit is where one stage's time went, per message (ms).
