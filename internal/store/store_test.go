@@ -10,13 +10,15 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/facestream/facestream/internal/natstest"
+
 	"github.com/facestream/facestream/internal/pgtest"
 	"github.com/facestream/facestream/internal/store"
 	"github.com/facestream/facestream/pkg/events"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, natstest.KnownClientGoroutines())
 }
 
 func ctxT(t *testing.T) context.Context {

@@ -4,10 +4,12 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/facestream/facestream/internal/natstest"
 )
 
 // TestMain checks that the pipeline, the edge and their connections leave
 // no goroutine behind.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, natstest.KnownClientGoroutines())
 }

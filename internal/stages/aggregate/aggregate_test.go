@@ -18,7 +18,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, natstest.KnownClientGoroutines())
 }
 
 const sha = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"

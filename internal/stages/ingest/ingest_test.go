@@ -26,7 +26,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, natstest.KnownClientGoroutines())
 }
 
 func testdata(t *testing.T, rel string) []byte {
