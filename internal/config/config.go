@@ -58,6 +58,9 @@ type NATS struct {
 	TLSCA, TLSCert, TLSKey string
 	// Listen is where the all-in-one process's embedded server listens.
 	Listen string
+	// Replicas is how many copies JetStream keeps of each stream and bucket
+	// (1 on a single server; 3 on a three-node cluster).
+	Replicas int
 }
 
 // Database is how a binary reaches PostgreSQL.
@@ -183,7 +186,7 @@ type Data struct {
 // Default returns the configuration every binary starts from.
 func Default() Config {
 	return Config{
-		NATS:     NATS{URL: Secret("nats://127.0.0.1:4223"), Listen: "127.0.0.1:4223"}, // not 4222: a system NATS often holds the standard port
+		NATS:     NATS{URL: Secret("nats://127.0.0.1:4223"), Listen: "127.0.0.1:4223", Replicas: 1}, // not 4222: a system NATS often holds the standard port
 		Database: Database{URL: ""},
 		Models:   Models{Dir: "models", Pack: "dev"},
 		ORT: ORT{

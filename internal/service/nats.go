@@ -51,6 +51,7 @@ func Apply(ctx context.Context, js jetstream.JetStream, cfg config.Config, logge
 	opts := append([]fsnats.Option{
 		fsnats.WithTTL("facestream-images", cfg.Retention.ImageTTL),
 		fsnats.WithMaxAge("FACESTREAM_RESULTS", cfg.Retention.ResultsMaxAge),
+		fsnats.WithReplicas(cfg.NATS.Replicas),
 		fsnats.WithLogger(logger),
 	}, extra...)
 	if _, err := fsnats.Apply(ctx, js, opts...); err != nil {
