@@ -6,12 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
+	"github.com/facestream/facestream/test/pipelinetest"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -113,13 +112,7 @@ func TestChaos(t *testing.T) {
 	ctx := context.Background()
 	began := time.Now()
 
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+string(os.PathSeparator),
-		"./cmd/ingest", "./cmd/detect", "./cmd/embed", "./cmd/attrs", "./cmd/aggregate")
-	build.Dir = moduleRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := pipelinetest.BuildStages(t)
 
 	srv := natstest.Start(t)
 	pg := startCluster(t)
@@ -213,7 +206,7 @@ func TestChaos(t *testing.T) {
 
 	// The submitter keeps at most InFlight images in the pipeline, so that
 	// every stage has work throughout the run, and rides out NATS restarts.
-	images := testImages(t)
+	images := pipelinetest.Images(t)
 	subs := make([]submission, p.Images)
 	for i := range subs {
 		subs[i] = submission{id: uuid.NewString(), eventID: uuid.NewString()}
@@ -339,7 +332,7 @@ func TestChaos(t *testing.T) {
 	time.Sleep(2 * time.Second) // late duplicates, if any, would land now
 	res = results(t, ctx, srv.JS)
 	dead := deadLettered(t, ctx, srv.JS)
-	got := outcomes(t, ctx, db)
+	got := pipelinetest.Outcomes(t, ctx, db)
 
 	r := report{Params: p, Faults: faults, Submitted: len(subs), RejectedBy: map[string]int{}, Restarts: starts}
 	for _, s := range subs {
@@ -356,28 +349,28 @@ func TestChaos(t *testing.T) {
 		case !stored || rc.analyzed+rc.rejected == 0:
 			r.Lost++
 			t.Errorf("image %s lost: stored %v (%+v), %d result events", s.id, stored, o, rc.analyzed+rc.rejected)
-		case o.status == "analyzed" && rc.analyzed == 1:
+		case o.Status == "analyzed" && rc.analyzed == 1:
 			r.Analyzed++
-			r.Faces += o.faceCount
+			r.Faces += o.FaceCount
 			if s.bad {
 				t.Errorf("bad input %s was analyzed", s.id)
 			}
-		case o.status == "rejected" && o.reason != "" && rc.rejected == 1:
+		case o.Status == "rejected" && o.Reason != "" && rc.rejected == 1:
 			r.Rejected++
-			r.RejectedBy[o.reason]++
+			r.RejectedBy[o.Reason]++
 		default:
 			r.Lost++
 			t.Errorf("image %s: stored %+v but events %+v", s.id, o, rc)
 		}
 	}
-	if n := count(t, ctx, db, `SELECT count(*) FROM facestream.images`); n != len(subs) {
+	if n := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.images`); n != len(subs) {
 		t.Errorf("%d image rows for %d images", n, len(subs))
 		r.Duplicated += max(n-len(subs), 0)
 	}
-	if n := count(t, ctx, db, `SELECT count(*) FROM facestream.faces`); n != r.Faces {
+	if n := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.faces`); n != r.Faces {
 		t.Errorf("%d face rows, images say %d", n, r.Faces)
 	}
-	if n := count(t, ctx, db, `SELECT count(*) FROM facestream.embeddings`); n != r.Faces {
+	if n := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.embeddings`); n != r.Faces {
 		t.Errorf("%d embeddings for %d faces", n, r.Faces)
 	}
 	r.ObjectsLeft = sealedObjects(t, ctx, srv.JS)
@@ -619,48 +612,6 @@ func tail(b []byte, n int) []byte {
 	return b
 }
 
-// moduleRoot is the repository root (this file is test/chaos/…).
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("no caller")
-	}
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-// testImages lists the labelled test images.
-func testImages(t *testing.T) []string {
-	t.Helper()
-	root := os.Getenv("FACESTREAM_TESTDATA")
-	if root == "" {
-		t.Fatal("FACESTREAM_TESTDATA is not set (make test sets it)")
-	}
-	var out []string
-	for _, dir := range []string{"deepface", "insightface"} {
-		err := filepath.WalkDir(filepath.Join(root, dir), func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			switch strings.ToLower(filepath.Ext(p)) {
-			case ".jpg", ".jpeg", ".png", ".webp", ".bmp":
-				if !d.IsDir() {
-					out = append(out, p)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(out) < 20 {
-		t.Fatalf("only %d test images under %s", len(out), root)
-	}
-	slices.Sort(out)
-	return out
-}
-
 func openDB(t *testing.T, ctx context.Context, pg *pgCluster) *pgxpool.Pool {
 	t.Helper()
 	admin, err := pgxpool.New(ctx, pg.DSN("postgres"))
@@ -680,43 +631,6 @@ func openDB(t *testing.T, ctx context.Context, pg *pgCluster) *pgxpool.Pool {
 		t.Fatal(err)
 	}
 	return db
-}
-
-// outcome is what the database says about an image.
-type outcome struct {
-	status, reason string
-	faceCount      int
-}
-
-func outcomes(t *testing.T, ctx context.Context, db *pgxpool.Pool) map[string]outcome {
-	t.Helper()
-	rows, err := db.Query(ctx, `SELECT id::text, status, coalesce(reject_reason, ''), coalesce(face_count, 0) FROM facestream.images WHERE status <> 'accepted'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]outcome{}
-	for rows.Next() {
-		var id string
-		var o outcome
-		if err := rows.Scan(&id, &o.status, &o.reason, &o.faceCount); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = o
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func count(t *testing.T, ctx context.Context, db *pgxpool.Pool, q string) int {
-	t.Helper()
-	var n int
-	if err := db.QueryRow(ctx, q).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return n
 }
 
 // waitConsumers waits until every stage consumer has a waiting pull.

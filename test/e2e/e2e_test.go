@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/facestream/facestream/test/pipelinetest"
 	"log/slog"
 	"os"
 	"strings"
@@ -72,7 +73,7 @@ func TestPipeline(t *testing.T) {
 	var subs []submission
 	t.Run("every test image has one stored outcome equal to the engine's", func(t *testing.T) {
 		start := time.Now()
-		for _, p := range testImages(t) {
+		for _, p := range pipelinetest.Images(t) {
 			data, err := os.ReadFile(p)
 			if err != nil {
 				t.Fatal(err)
@@ -86,12 +87,12 @@ func TestPipeline(t *testing.T) {
 		for _, s := range subs {
 			o := got[store.ImageUUID(s.id).String()]
 			w := want[s.id]
-			switch o.status {
+			switch o.Status {
 			case "analyzed":
 				analysed++
-				faces += o.faceCount
-				if o.faceCount != len(w) {
-					t.Errorf("%s: %d faces stored, engine finds %d", s.path, o.faceCount, len(w))
+				faces += o.FaceCount
+				if o.FaceCount != len(w) {
+					t.Errorf("%s: %d faces stored, engine finds %d", s.path, o.FaceCount, len(w))
 					continue
 				}
 				embs := storedEmbeddings(t, ctx, db, s.id)
@@ -112,23 +113,23 @@ func TestPipeline(t *testing.T) {
 					}
 				}
 			case "rejected":
-				if o.reason == "" {
+				if o.Reason == "" {
 					t.Errorf("%s: rejected without a reason", s.path)
 				}
-				if o.reason == string(events.RejectNoFace) && len(w) != 0 {
+				if o.Reason == string(events.RejectNoFace) && len(w) != 0 {
 					t.Errorf("%s: rejected no_face, engine finds %d faces", s.path, len(w))
 				}
-				if len(w) > 0 && o.reason != string(events.RejectNoFace) {
-					t.Logf("%s: rejected (%s); the engine finds %d faces", s.path, o.reason, len(w))
+				if len(w) > 0 && o.Reason != string(events.RejectNoFace) {
+					t.Logf("%s: rejected (%s); the engine finds %d faces", s.path, o.Reason, len(w))
 				}
 			default:
-				t.Errorf("%s: status %q", s.path, o.status)
+				t.Errorf("%s: status %q", s.path, o.Status)
 			}
 		}
-		if n := count(t, ctx, db, `SELECT count(*) FROM facestream.images`); n != len(subs) {
+		if n := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.images`); n != len(subs) {
 			t.Errorf("%d image rows for %d images", n, len(subs))
 		}
-		if n := count(t, ctx, db, `SELECT count(*) FROM facestream.faces`); n != faces {
+		if n := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.faces`); n != faces {
 			t.Errorf("%d face rows, images say %d", n, faces)
 		}
 		t.Logf("%d analysed with %d faces, %d rejected", analysed, faces, len(subs)-analysed)
@@ -156,9 +157,9 @@ func TestPipeline(t *testing.T) {
 		if len(subs) == 0 {
 			t.Fatal("no submissions")
 		}
-		images := count(t, ctx, db, `SELECT count(*) FROM facestream.images`)
-		faces := count(t, ctx, db, `SELECT count(*) FROM facestream.faces`)
-		embs := count(t, ctx, db, `SELECT count(*) FROM facestream.embeddings`)
+		images := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.images`)
+		faces := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.faces`)
+		embs := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.embeddings`)
 		// The same events again: JetStream's duplicate window drops them.
 		for _, s := range subs {
 			publish(t, ctx, srv.JS, s.event)
@@ -172,13 +173,13 @@ func TestPipeline(t *testing.T) {
 			again = append(again, s)
 		}
 		waitDrained(t, ctx, srv.JS, 60*time.Second)
-		if n := count(t, ctx, db, `SELECT count(*) FROM facestream.images`); n != images {
+		if n := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.images`); n != images {
 			t.Errorf("%d image rows after duplicates, %d before", n, images)
 		}
-		if n := count(t, ctx, db, `SELECT count(*) FROM facestream.faces`); n != faces {
+		if n := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.faces`); n != faces {
 			t.Errorf("%d face rows after duplicates, %d before", n, faces)
 		}
-		if n := count(t, ctx, db, `SELECT count(*) FROM facestream.embeddings`); n != embs {
+		if n := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.embeddings`); n != embs {
 			t.Errorf("%d embedding rows after duplicates, %d before", n, embs)
 		}
 	})
@@ -214,13 +215,13 @@ func TestPipeline(t *testing.T) {
 		s := submit(t, ctx, srv.JS, "mosaic-200.jpg", data, inlineMax)
 		got := waitOutcomes(t, ctx, db, []submission{s}, 90*time.Second)
 		o := got[store.ImageUUID(s.id).String()]
-		if o.status != "analyzed" || o.faceCount != 200 {
+		if o.Status != "analyzed" || o.FaceCount != 200 {
 			t.Fatalf("mosaic (%d bytes): %+v, want analysed with 200 faces", len(data), o)
 		}
 		if n := len(storedEmbeddings(t, ctx, db, s.id)); n != 200 {
 			t.Fatalf("mosaic: %d embeddings stored, want 200", n)
 		}
-		if n := count(t, ctx, db, `SELECT count(*) FROM facestream.faces WHERE image_id = $1`, store.ImageUUID(s.id)); n != 200 {
+		if n := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.faces WHERE image_id = $1`, store.ImageUUID(s.id)); n != 200 {
 			t.Fatalf("mosaic: %d face rows, want 200", n)
 		}
 	})

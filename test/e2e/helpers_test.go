@@ -2,11 +2,9 @@ package e2e_test
 
 import (
 	"context"
-	"io/fs"
+	"github.com/facestream/facestream/test/pipelinetest"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,36 +22,6 @@ import (
 	fsnats "github.com/facestream/facestream/nats"
 	"github.com/facestream/facestream/pkg/events"
 )
-
-// testImages lists every image file under the deepface and insightface
-// test folders, recursively.
-func testImages(t *testing.T) []string {
-	t.Helper()
-	root := stagetest.Env(t, "FACESTREAM_TESTDATA")
-	var out []string
-	for _, dir := range []string{"deepface", "insightface"} {
-		err := filepath.WalkDir(filepath.Join(root, dir), func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			switch strings.ToLower(filepath.Ext(p)) {
-			case ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff":
-				if !d.IsDir() {
-					out = append(out, p)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(out) < 100 {
-		t.Fatalf("only %d test images found under %s", len(out), root)
-	}
-	slices.Sort(out)
-	return out
-}
 
 // submission is one image submitted to the pipeline.
 type submission struct {
@@ -98,41 +66,12 @@ func publish(t *testing.T, ctx context.Context, js jetstream.JetStream, e events
 	}
 }
 
-// outcome is what the database says about an image.
-type outcome struct {
-	status, reason string
-	faceCount      int
-}
-
-// outcomes returns the stored outcome of every image row.
-func outcomes(t *testing.T, ctx context.Context, db *pgxpool.Pool) map[string]outcome {
-	t.Helper()
-	rows, err := db.Query(ctx, `SELECT id::text, status, coalesce(reject_reason, ''), coalesce(face_count, 0) FROM facestream.images WHERE status <> 'accepted'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]outcome{}
-	for rows.Next() {
-		var id string
-		var o outcome
-		if err := rows.Scan(&id, &o.status, &o.reason, &o.faceCount); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = o
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // waitOutcomes polls until every submission has a stored outcome.
-func waitOutcomes(t *testing.T, ctx context.Context, db *pgxpool.Pool, subs []submission, timeout time.Duration) map[string]outcome {
+func waitOutcomes(t *testing.T, ctx context.Context, db *pgxpool.Pool, subs []submission, timeout time.Duration) map[string]pipelinetest.Outcome {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		got := outcomes(t, ctx, db)
+		got := pipelinetest.Outcomes(t, ctx, db)
 		missing := 0
 		for _, s := range subs {
 			if _, ok := got[store.ImageUUID(s.id).String()]; !ok {
@@ -147,16 +86,6 @@ func waitOutcomes(t *testing.T, ctx context.Context, db *pgxpool.Pool, subs []su
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// count runs a counting query.
-func count(t *testing.T, ctx context.Context, db *pgxpool.Pool, q string, args ...any) int {
-	t.Helper()
-	var n int
-	if err := db.QueryRow(ctx, q, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return n
 }
 
 // storedEmbeddings returns an image's stored embeddings by face index.

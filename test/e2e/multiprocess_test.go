@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/facestream/facestream/test/pipelinetest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,13 +53,7 @@ func moduleRoot(t *testing.T) string {
 // twice.
 func TestMultiProcess(t *testing.T) {
 	ctx := context.Background()
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+string(os.PathSeparator),
-		"./cmd/ingest", "./cmd/detect", "./cmd/embed", "./cmd/attrs", "./cmd/aggregate")
-	build.Dir = moduleRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := pipelinetest.BuildStages(t)
 
 	srv := natstest.Start(t)
 	dsn := pgtest.NewDSN(t)
@@ -118,7 +113,7 @@ func TestMultiProcess(t *testing.T) {
 	waitConsumers(t, ctx, srv.JS, 60*time.Second)
 
 	var subs []submission
-	all := testImages(t)
+	all := pipelinetest.Images(t)
 	for _, p := range all[:30] {
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -130,7 +125,7 @@ func TestMultiProcess(t *testing.T) {
 	// Mid-run: once a few results are stored, SIGKILL a detect replica and
 	// start it again. What it held is redelivered after its ack wait.
 	deadline := time.Now().Add(60 * time.Second)
-	for len(outcomes(t, ctx, db)) < 3 {
+	for len(pipelinetest.Outcomes(t, ctx, db)) < 3 {
 		if time.Now().After(deadline) {
 			t.Fatal("no results from the stage processes")
 		}
@@ -141,7 +136,7 @@ func TestMultiProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-victim.done
-	t.Logf("killed %s with %d of %d outcomes stored", victim.name, len(outcomes(t, ctx, db)), len(subs))
+	t.Logf("killed %s with %d of %d outcomes stored", victim.name, len(pipelinetest.Outcomes(t, ctx, db)), len(subs))
 	procs = append(procs, start("detect", 2))
 
 	got := waitOutcomes(t, ctx, db, subs, 150*time.Second)
@@ -150,22 +145,22 @@ func TestMultiProcess(t *testing.T) {
 	faces := 0
 	for _, s := range subs {
 		o := got[store.ImageUUID(s.id).String()]
-		if o.status == "analyzed" {
-			faces += o.faceCount
-			if o.faceCount != len(want[s.id]) {
-				t.Errorf("%s: %d faces stored, engine finds %d", s.path, o.faceCount, len(want[s.id]))
+		if o.Status == "analyzed" {
+			faces += o.FaceCount
+			if o.FaceCount != len(want[s.id]) {
+				t.Errorf("%s: %d faces stored, engine finds %d", s.path, o.FaceCount, len(want[s.id]))
 			}
-		} else if o.status != "rejected" || o.reason == "" {
+		} else if o.Status != "rejected" || o.Reason == "" {
 			t.Errorf("%s: outcome %+v", s.path, o)
 		}
 	}
-	if n := count(t, ctx, db, `SELECT count(*) FROM facestream.images`); n != len(subs) {
+	if n := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.images`); n != len(subs) {
 		t.Errorf("%d image rows for %d images", n, len(subs))
 	}
-	if n := count(t, ctx, db, `SELECT count(*) FROM facestream.faces`); n != faces {
+	if n := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.faces`); n != faces {
 		t.Errorf("%d face rows, images say %d", n, faces)
 	}
-	if n := count(t, ctx, db, `SELECT count(*) FROM facestream.embeddings`); n != faces {
+	if n := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.embeddings`); n != faces {
 		t.Errorf("%d embeddings for %d faces", n, faces)
 	}
 	// One result event per image: redelivered work re-published the same
