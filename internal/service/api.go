@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -74,25 +73,8 @@ func serveAPI(ctx context.Context, env *Env, pack modelpack.Pack, health *Health
 		return nil, fmt.Errorf("listen for the HTTP API on %s: %w", env.Config.HTTP.Addr, err)
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	done := make(chan error, 1)
-	go func() {
-		err := hs.Serve(ln)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		done <- err
-	}()
 	logger.Info("serving the HTTP API", "addr", ln.Addr().String())
-	stop := context.AfterFunc(ctx, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(sctx)
-	})
-	return func() error {
-		err := <-done
-		stop()
-		return err
-	}, nil
+	return serveUntil(ctx, hs, ln, 10*time.Second), nil
 }
 
 // RunAPI is `facestream api`: the HTTP edge alone, against external NATS

@@ -108,23 +108,30 @@ func serveMetrics(ctx context.Context, addr string, h http.Handler, logger *slog
 		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	logger.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	return serveUntil(ctx, srv, ln, 5*time.Second), nil
+}
+
+// serveUntil serves hs on ln until ctx ends, then shuts it down, giving
+// requests in flight up to grace to finish. The returned function waits for
+// the server to stop and returns its error (nil after a clean shutdown).
+func serveUntil(ctx context.Context, hs *http.Server, ln net.Listener, grace time.Duration) (wait func() error) {
 	done := make(chan error, 1)
 	go func() {
-		err := srv.Serve(ln)
+		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
 		done <- err
 	}()
-	logger.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
 	stop := context.AfterFunc(ctx, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
-		_ = srv.Shutdown(sctx)
+		_ = hs.Shutdown(sctx)
 	})
 	return func() error {
 		err := <-done
 		stop()
 		return err
-	}, nil
+	}
 }
