@@ -2,6 +2,7 @@ package telemetry_test
 
 import (
 	"context"
+	"github.com/facestream/facestream/test/pipelinetest"
 	"log/slog"
 	"testing"
 	"time"
@@ -43,23 +44,7 @@ func TestOneTraceAcrossStages(t *testing.T) {
 		Config: config.Default(), Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
 		JS: srv.JS, Blobs: events.NewBlobStore(srv.JS), Models: &service.Models{Pack: pack, Engine: eng}, DB: db, Tracer: tp,
 	}
-	var stages []*service.Stage
-	for _, name := range service.AllStages() {
-		s, err := service.BuildStage(ctx, env, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stages = append(stages, s)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- service.RunStages(runCtx, stages) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("stages stopped with: %v", err)
-		}
-	})
+	pipelinetest.RunStages(t, ctx, env)
 
 	results := make(chan events.Event, 8)
 	cons, err := srv.JS.OrderedConsumer(ctx, fsnats.StreamResults, jetstream.OrderedConsumerConfig{})

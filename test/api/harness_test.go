@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/facestream/facestream/test/pipelinetest"
 	"io"
 	"log/slog"
 	"mime/multipart"
@@ -88,23 +89,7 @@ func start(t *testing.T, cfg api.Config) *env {
 	}
 	e.cache = resultcache.New(resultcache.Config{KV: kv})
 	senv.Cache = e.cache
-	var stages []*service.Stage
-	for _, name := range service.AllStages() {
-		s, err := service.BuildStage(ctx, senv, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stages = append(stages, s)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- service.RunStages(runCtx, stages) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("stages stopped with: %v", err)
-		}
-	})
+	pipelinetest.RunStages(t, ctx, senv)
 	e.deps = api.Deps{JS: srv.JS, DB: db, Blobs: senv.Blobs, Cache: e.cache, Pack: pack, Gatherer: reg, Registerer: reg, Logger: logger,
 		Ready: func(ctx context.Context) error { return db.Ping(ctx) }}
 	e.cfg = cfg

@@ -52,23 +52,7 @@ func TestPipeline(t *testing.T) {
 		Config: cfg, Logger: logger, Registerer: reg, JS: srv.JS, Blobs: events.NewBlobStore(srv.JS),
 		Models: &service.Models{Pack: pack, Engine: eng}, DB: db,
 	}
-	var stages []*service.Stage
-	for _, name := range service.AllStages() {
-		s, err := service.BuildStage(ctx, env, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stages = append(stages, s)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- service.RunStages(runCtx, stages) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("stages stopped with: %v", err)
-		}
-	})
+	pipelinetest.RunStages(t, ctx, env)
 
 	var subs []submission
 	t.Run("every test image has one stored outcome equal to the engine's", func(t *testing.T) {

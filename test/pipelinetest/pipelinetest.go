@@ -1,6 +1,7 @@
-// Package pipelinetest holds what the end-to-end and chaos suites share:
-// the labelled test images, the real stage binaries built for a test, and
-// the stored outcome of every image as PostgreSQL records it.
+// Package pipelinetest holds what the pipeline's end-to-end suites (e2e,
+// chaos, api, tracing) share: the labelled test images, every stage run in
+// the test process or built as real binaries, and the stored outcome of
+// every image as PostgreSQL records it.
 package pipelinetest
 
 import (
@@ -16,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/facestream/facestream/internal/service"
 	"github.com/facestream/facestream/internal/stages/stagetest"
 )
 
@@ -112,4 +114,28 @@ func Count(t testing.TB, ctx context.Context, db *pgxpool.Pool, q string, args .
 		t.Fatalf("%s: %v", q, err)
 	}
 	return n
+}
+
+// RunStages builds every pipeline stage on env and runs them in the
+// background until the test ends; a stage that stops with an error fails
+// the test then.
+func RunStages(t testing.TB, ctx context.Context, env *service.Env) {
+	t.Helper()
+	var stages []*service.Stage
+	for _, name := range service.AllStages() {
+		s, err := service.BuildStage(ctx, env, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stages = append(stages, s)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- service.RunStages(runCtx, stages) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("stages stopped with: %v", err)
+		}
+	})
 }
