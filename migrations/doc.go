@@ -27,8 +27,9 @@
 // # Schema
 //
 // Schema facestream holds tenants, api_keys, subjects, images, faces,
-// embedding_models, embeddings, usage and audit_log, and the functions users
-// may call directly:
+// embedding_models, embeddings, usage, audit_log and erased_images (the
+// tombstones of erased images, which a trigger keeps from being stored
+// again), and the functions users may call directly:
 //
 //   - search_faces(tenant, model, query, k, min_similarity, enrolled_only, ef_search):
 //     nearest faces by cosine similarity among one model's embeddings, through
@@ -40,7 +41,8 @@
 //     embeddings_hnsw_<slug>_<dim>_<first 8 hex digits of md5(model)>, where
 //     slug is the lower-cased model name with other characters than a-z and
 //     0-9 turned into _ (at most 28 characters);
-//   - record_usage, erase_image, erase_subject: counters and audited erasure.
+//   - record_usage, erase_image, erase_subject: counters and audited erasure
+//     (erase_image also leaves the image's tombstone).
 //
 // Each function's COMMENT (psql: \df+ facestream.*) documents its arguments.
 // On small tables the planner answers search_faces with an exact scan and

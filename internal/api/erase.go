@@ -36,15 +36,33 @@ func (s *Server) eraseImage(w http.ResponseWriter, r *http.Request, c *call) {
 }
 
 // EraseImage erases image id of tenant: its rows (facestream.erase_image,
-// which writes the audit row), its payloads and crops in the object store,
-// its result-cache entries (in-process and key-value) and its results in the
-// results stream. The rows go first: an error afterwards leaves only
-// copies that their TTLs remove, and the erasure can be repeated.
+// which writes the audit row and the tombstone that keeps the image from
+// being stored again), its payloads and crops in the object store, its
+// result-cache entries (in-process and key-value; other processes' LRUs
+// follow the bucket), its results in the results stream and its dead
+// letters. The rows go first: an error afterwards leaves only copies that
+// their TTLs remove, and the erasure can be repeated: erasing an erased
+// image of the tenant again removes its copies again (all but the cache
+// entry, whose key went with the row).
+//
+// The payload and crops of an image still in the pipeline (status
+// accepted) are left to it: the stages after the erasure need them to
+// reach aggregate, which ends the image as erased and deletes them (a stage
+// that found them gone would reject the image as blob_missing, or
+// dead-letter it with its faces); the bucket TTL removes them otherwise.
 func (s *Server) EraseImage(ctx context.Context, tenant, id, actor string) error {
-	var sha, pack string
-	err := s.d.DB.QueryRow(ctx, `SELECT sha256, model_pack FROM facestream.images WHERE tenant_id = $1 AND id = $2::uuid`, tenant, id).Scan(&sha, &pack)
+	var sha, pack, status string
+	err := s.d.DB.QueryRow(ctx, `SELECT sha256, model_pack, status FROM facestream.images WHERE tenant_id = $1 AND id = $2::uuid`, tenant, id).Scan(&sha, &pack, &status)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return errNotFound
+		var again bool
+		err := s.d.DB.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM facestream.erased_images WHERE tenant_id = $1 AND image_id = $2::uuid)`, tenant, id).Scan(&again)
+		if err != nil {
+			return fmt.Errorf("erase image %s: %w", id, err)
+		}
+		if !again {
+			return errNotFound
+		}
+		return s.eraseCopies(ctx, tenant, id, "", "", true)
 	}
 	if err != nil {
 		return fmt.Errorf("erase image %s: %w", id, err)
@@ -62,13 +80,21 @@ func (s *Server) EraseImage(ctx context.Context, tenant, id, actor string) error
 	if !erased {
 		return errNotFound
 	}
+	return s.eraseCopies(ctx, tenant, id, sha, pack, status != "accepted")
+}
+
+// eraseCopies removes every copy of erased image id outside PostgreSQL; the
+// result-cache entry only when sha is known, the blobs only when withBlobs.
+func (s *Server) eraseCopies(ctx context.Context, tenant, id, sha, pack string, withBlobs bool) error {
 	var errs []error
 	// Object store: the edge's claim check, ingest's, and the crop sets.
-	idSum := sha256.Sum256([]byte(id))
-	for _, key := range []string{blobKey(id), "ingest/" + hex.EncodeToString(idSum[:16]),
-		crops.Key(id, events.CropAligned112), crops.Key(id, events.CropCentered96)} {
-		if err := s.d.Blobs.Delete(ctx, events.BlobRef{Bucket: fsnats.BucketImages, Key: key}); err != nil {
-			errs = append(errs, err)
+	if withBlobs {
+		idSum := sha256.Sum256([]byte(id))
+		for _, key := range []string{blobKey(id), "ingest/" + hex.EncodeToString(idSum[:16]),
+			crops.Key(id, events.CropAligned112), crops.Key(id, events.CropCentered96)} {
+			if err := s.d.Blobs.Delete(ctx, events.BlobRef{Bucket: fsnats.BucketImages, Key: key}); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	// Result cache.
@@ -88,6 +114,10 @@ func (s *Server) EraseImage(ctx context.Context, tenant, id, actor string) error
 	}
 	// Results stream: every stored result of the image, by subject.
 	if err := s.purgeResults(ctx, id); err != nil {
+		errs = append(errs, err)
+	}
+	// Dead letters: they may carry the image inline.
+	if err := s.purgeDeadLetters(ctx, id); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

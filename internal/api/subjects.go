@@ -216,9 +216,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, c *call) {
 }
 
 type identifyRequest struct {
-	Image  string `json:"image,omitempty"`
-	FaceID string `json:"face_id,omitempty"`
-	K      int    `json:"k,omitempty"`
+	topKQuery
 }
 
 // Candidate is a subject considered by identify.
@@ -242,26 +240,9 @@ type IdentifyResult struct {
 
 // POST /v1/subjects/identify: 1:N against the tenant's enrolled subjects.
 func (s *Server) identify(w http.ResponseWriter, r *http.Request, c *call) {
-	in, p := readInput(r, s.lim, false)
-	if p != nil {
-		writeProblem(w, r, p)
-		return
-	}
 	var req identifyRequest
-	if p := in.decode(&req); p != nil {
-		writeProblem(w, r, p)
-		return
-	}
-	if req.K == 0 {
-		req.K = 5
-	}
-	if req.K < 1 || req.K > 100 {
-		writeProblem(w, r, problem(http.StatusBadRequest, CodeInvalidRequest, "k must be between 1 and 100"))
-		return
-	}
-	q, p := s.queryFace(r.Context(), c, in, req.Image, req.FaceID, largest)
-	if p != nil {
-		writeProblem(w, r, p)
+	q, ok := s.readTopK(w, r, c, &req, 5)
+	if !ok {
 		return
 	}
 	rows, err := s.d.DB.Query(r.Context(), `SELECT subject_id::text, name, similarity, face_id::text FROM facestream.identify($1, $2, $3, $4)`,

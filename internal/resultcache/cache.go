@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/facestream/facestream/internal/store"
@@ -88,33 +89,45 @@ type Cache struct {
 	max         int
 
 	mu    sync.Mutex
-	order *list.List // of *item, most recent first
-	items map[Key]*list.Element
+	order *list.List               // of *item, most recent first
+	items map[string]*list.Element // by Key.String(), the bucket key
+	// removals counts the entries removed from the bucket that this cache
+	// has heard of (Delete, Watch). A Get or Put that read or wrote the
+	// bucket before a removal must not fill the LRU after it: it fills the
+	// LRU only if removals has not moved since it started.
+	removals uint64
+
+	watchMu   sync.Mutex
+	watcher   jetstream.KeyWatcher
+	watchDone chan struct{}
 }
 
 type item struct {
-	key   Key
+	key   string
 	entry Entry
 }
 
-// New returns a Cache with the tiers of cfg.
+// New returns a Cache with the tiers of cfg. Call Watch to keep its LRU in
+// step with erasures made by other processes.
 func New(cfg Config) *Cache {
 	n := cfg.Entries
 	if n == 0 {
 		n = DefaultEntries
 	}
-	return &Cache{kv: cfg.KV, store: cfg.Store, max: max(n, 0), order: list.New(), items: map[Key]*list.Element{}}
+	return &Cache{kv: cfg.KV, store: cfg.Store, max: max(n, 0), order: list.New(), items: map[string]*list.Element{}}
 }
 
 // Get returns the cached analysis of k and the tier it came from, or false.
 // A hit in a slower tier fills the faster ones. An error of the bucket is
 // returned; an error of the database tier is a miss (counted in
 // StoreErrors), so that a PostgreSQL outage degrades the cache instead of
-// stopping ingest.
+// stopping ingest. A database hit of an image erased meanwhile (after the
+// lookup) is a miss, and whatever it put in the bucket is purged again.
 func (c *Cache) Get(ctx context.Context, k Key) (Entry, Tier, bool, error) {
 	if e, ok := c.getMemory(k); ok {
 		return e, TierMemory, true, nil
 	}
+	gen := c.generation()
 	if c.kv != nil {
 		kve, err := c.kv.Get(ctx, k.String())
 		switch {
@@ -124,7 +137,7 @@ func (c *Cache) Get(ctx context.Context, k Key) (Entry, Tier, bool, error) {
 		default:
 			var e Entry
 			if err := json.Unmarshal(kve.Value(), &e); err == nil {
-				c.putMemory(k, e)
+				c.putMemory(k, e, gen)
 				return clone(e), TierKV, true, nil
 			}
 			// An entry that does not decode (another version?) is a miss;
@@ -145,11 +158,30 @@ func (c *Cache) Get(ctx context.Context, k Key) (Entry, Tier, bool, error) {
 			return Entry{}, "", false, fmt.Errorf("get cached result: %w", err)
 		}
 		if ok {
-			e := Entry{ImageID: got.ImageID, Recognizer: got.Recognizer, Faces: got.Faces, AnalyzedAt: got.AnalyzedAt}
+			e := Entry{ImageID: got.ImageID, Detector: got.Detector, Recognizer: got.Recognizer, Faces: got.Faces, AnalyzedAt: got.AnalyzedAt}
 			if err := c.putKV(ctx, k, e); err != nil {
 				return Entry{}, "", false, err
 			}
-			c.putMemory(k, e)
+			// An erasure may have committed between the lookup and the
+			// bucket write, and purged the bucket before it: look again
+			// after the write (an erasure after this look purges after the
+			// write).
+			erased, err := c.store.ImageErased(ctx, got.ImageID)
+			if err != nil && ctx.Err() == nil {
+				// Not known: as with a failed lookup, a miss, and the
+				// entry that could be an erased image's goes again.
+				c.storeErrors.Add(1)
+				erased = true
+			} else if err != nil {
+				return Entry{}, "", false, fmt.Errorf("get cached result: %w", err)
+			}
+			if erased {
+				if err := c.Delete(ctx, k); err != nil {
+					return Entry{}, "", false, fmt.Errorf("get cached result: %w", err)
+				}
+				return Entry{}, "", false, nil
+			}
+			c.putMemory(k, e, gen)
 			return clone(e), TierDatabase, true, nil
 		}
 	}
@@ -163,10 +195,11 @@ func (c *Cache) Put(ctx context.Context, k Key, e Entry) error {
 	for i := range e.Faces {
 		e.Faces[i].ID, e.Faces[i].Match = "", nil
 	}
+	gen := c.generation()
 	if err := c.putKV(ctx, k, e); err != nil {
 		return err
 	}
-	c.putMemory(k, e)
+	c.putMemory(k, e, gen)
 	return nil
 }
 
@@ -188,9 +221,13 @@ func (c *Cache) putKV(ctx context.Context, k Key, e Entry) error {
 }
 
 func (c *Cache) getMemory(k Key) (Entry, bool) {
+	if c.max == 0 {
+		return Entry{}, false
+	}
+	key := k.String()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	el, ok := c.items[k]
+	el, ok := c.items[key]
 	if !ok {
 		return Entry{}, false
 	}
@@ -198,22 +235,47 @@ func (c *Cache) getMemory(k Key) (Entry, bool) {
 	return clone(el.Value.(*item).entry), true
 }
 
-func (c *Cache) putMemory(k Key, e Entry) {
+// generation is the removals counter, read before touching the bucket.
+func (c *Cache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.removals
+}
+
+// putMemory fills the LRU with e under k, unless an entry was removed from
+// the bucket since gen was read (it might have been this one).
+func (c *Cache) putMemory(k Key, e Entry, gen uint64) {
 	if c.max == 0 {
 		return
 	}
+	key := k.String()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.items[k]; ok {
+	if c.removals != gen {
+		return
+	}
+	if el, ok := c.items[key]; ok {
 		el.Value.(*item).entry = e
 		c.order.MoveToFront(el)
 		return
 	}
-	c.items[k] = c.order.PushFront(&item{key: k, entry: e})
+	c.items[key] = c.order.PushFront(&item{key: key, entry: e})
 	for c.order.Len() > c.max {
 		last := c.order.Back()
 		c.order.Remove(last)
 		delete(c.items, last.Value.(*item).key)
+	}
+}
+
+// evict removes the LRU entry of bucket key key, if any, and counts a
+// removal.
+func (c *Cache) evict(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.removals++
+	if el, ok := c.items[key]; ok {
+		c.order.Remove(el)
+		delete(c.items, key)
 	}
 }
 
@@ -237,21 +299,91 @@ func clone(e Entry) Entry {
 // misses (see Get).
 func (c *Cache) StoreErrors() int64 { return c.storeErrors.Load() }
 
-// Delete removes the entry of k from the in-process LRU and purges it,
-// history included, from the key-value bucket (erasure of an image). A key
-// that is not cached is not an error.
+// Delete purges the entry of k, history included, from the key-value bucket
+// and removes it from the in-process LRU (erasure of an image). A key that
+// is not cached is not an error. Other processes' LRUs drop the entry when
+// their Watch sees the purge.
 func (c *Cache) Delete(ctx context.Context, k Key) error {
-	c.mu.Lock()
-	if el, ok := c.items[k]; ok {
-		c.order.Remove(el)
-		delete(c.items, k)
+	var err error
+	if c.kv != nil {
+		if err = c.kv.Purge(ctx, k.String()); errors.Is(err, jetstream.ErrKeyNotFound) {
+			err = nil
+		}
 	}
-	c.mu.Unlock()
-	if c.kv == nil {
+	// Evict after the purge, so that a Get that read the bucket before the
+	// purge cannot fill the LRU after the eviction; evict on error too.
+	c.evict(k.String())
+	if err != nil {
+		return fmt.Errorf("delete cached result: %w", err)
+	}
+	return nil
+}
+
+// Watch makes the in-process LRU follow the key-value bucket: whenever any
+// process deletes or purges an entry there (an erasure, through Delete), the
+// local copy is dropped too, so that no replica answers from an entry that
+// was erased elsewhere. It returns once the watch is in place; the watch
+// then runs until ctx ends, Close is called or the NATS connection closes.
+// Without a bucket or an LRU it does nothing. Calling it again while a watch
+// runs does nothing.
+//
+// A watch is a NATS ordered consumer with headers only, from the moment it
+// starts (updates only): it costs one small message per cache write or
+// removal in the bucket, and resumes where it left off after a reconnect.
+func (c *Cache) Watch(ctx context.Context) error {
+	if c.kv == nil || c.max == 0 {
 		return nil
 	}
-	if err := c.kv.Purge(ctx, k.String()); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("delete cached result: %w", err)
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	if c.watcher != nil {
+		return nil
+	}
+	w, err := c.kv.WatchAll(ctx, jetstream.UpdatesOnly(), jetstream.MetaOnly())
+	if err != nil {
+		return fmt.Errorf("watch the result cache bucket: %w", err)
+	}
+	c.watcher, c.watchDone = w, make(chan struct{})
+	done := c.watchDone
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				_ = w.Stop() // drains Updates below, which the stop closes
+				for range w.Updates() {
+				}
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e != nil && (e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge) {
+					c.evict(e.Key())
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// Close stops the watch started by Watch and waits for it to end. It is
+// idempotent, and does nothing without a watch.
+func (c *Cache) Close() error {
+	c.watchMu.Lock()
+	w, done := c.watcher, c.watchDone
+	c.watcher = nil
+	c.watchMu.Unlock()
+	if w == nil {
+		return nil
+	}
+	err := w.Stop()
+	if errors.Is(err, nats.ErrBadSubscription) || errors.Is(err, nats.ErrConnectionClosed) {
+		err = nil // already stopped: the context ended or the connection closed
+	}
+	<-done
+	if err != nil {
+		return fmt.Errorf("close result cache: %w", err)
 	}
 	return nil
 }

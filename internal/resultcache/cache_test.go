@@ -101,3 +101,112 @@ func TestTiers(t *testing.T) {
 		t.Errorf("miss: ok=%v err=%v", ok, err)
 	}
 }
+
+// TestWatchDropsEntriesErasedElsewhere: two processes' caches on one NATS
+// server. An erasure through one (Delete) must stop the other answering
+// from its in-process LRU too, not only from the bucket.
+func TestWatchDropsEntriesErasedElsewhere(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv := natstest.Start(t)
+	if _, err := fsnats.Apply(ctx, srv.JS, fsnats.WithMemoryStorage()); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := srv.JS.KeyValue(ctx, fsnats.BucketCache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eraser := resultcache.New(resultcache.Config{KV: kv})
+	other := resultcache.New(resultcache.Config{KV: kv})
+	for _, c := range []*resultcache.Cache{eraser, other} {
+		if err := c.Watch(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Watch(ctx); err != nil { // a second call changes nothing
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := c.Close(); err != nil {
+				t.Error(err)
+			}
+			if err := c.Close(); err != nil { // idempotent
+				t.Error(err)
+			}
+		})
+	}
+	erased := resultcache.Key{Tenant: "acme", SHA256: sha, Pack: "dev"}
+	kept := resultcache.Key{Tenant: "acme", SHA256: sha, Pack: "other"}
+	for _, k := range []resultcache.Key{erased, kept} {
+		if err := eraser.Put(ctx, k, entry(k.Pack)); err != nil {
+			t.Fatal(err)
+		}
+		// The other process answers from the bucket, then from its LRU.
+		if _, tier, ok, err := other.Get(ctx, k); err != nil || !ok || tier != resultcache.TierKV {
+			t.Fatalf("other process, first get: %s %v %v", tier, ok, err)
+		}
+		if _, tier, ok, err := other.Get(ctx, k); err != nil || !ok || tier != resultcache.TierMemory {
+			t.Fatalf("other process, second get: %s %v %v", tier, ok, err)
+		}
+	}
+
+	if err := eraser.Delete(ctx, erased); err != nil {
+		t.Fatal(err)
+	}
+	if _, tier, ok, err := eraser.Get(ctx, erased); ok || err != nil {
+		t.Errorf("the erasing process still answers from %s (%v)", tier, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, tier, ok, err := other.Get(ctx, erased)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the other process still answers the erased entry from %s", tier)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if other.Len() != 1 {
+		t.Errorf("the other process's LRU holds %d entries, want only the one not erased", other.Len())
+	}
+	if e, tier, ok, err := other.Get(ctx, kept); err != nil || !ok || tier != resultcache.TierMemory || e.ImageID != "other" {
+		t.Errorf("the entry not erased: %+v %s %v %v", e, tier, ok, err)
+	}
+}
+
+// TestWatchEndsWithItsContext: a watch stops when its context ends (goleak
+// in TestMain finds a goroutine left behind), and Close afterwards is fine.
+func TestWatchEndsWithItsContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv := natstest.Start(t)
+	if _, err := fsnats.Apply(ctx, srv.JS, fsnats.WithMemoryStorage()); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := srv.JS.KeyValue(ctx, fsnats.BucketCache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := resultcache.New(resultcache.Config{KV: kv})
+	wctx, stop := context.WithCancel(ctx)
+	if err := c.Watch(wctx); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := c.Close(); err != nil {
+		t.Errorf("close after the context ended: %v", err)
+	}
+	// Without a bucket, or without an LRU, there is nothing to watch.
+	for _, cfg := range []resultcache.Config{{}, {KV: kv, Entries: -1}} {
+		c := resultcache.New(cfg)
+		if err := c.Watch(ctx); err != nil {
+			t.Errorf("watch %+v: %v", cfg, err)
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("close %+v: %v", cfg, err)
+		}
+	}
+}

@@ -16,5 +16,13 @@
 // embeddings and attributes, so that the ingest stage can answer a repeated
 // image with a faces.analyzed event that the aggregate stage stores as usual.
 //
+// Erasure: Delete purges an entry from the bucket (history included) and
+// from the LRU; Watch makes every process's LRU follow the bucket, dropping
+// an entry as soon as its purge or delete reaches the process, so no replica
+// answers a re-submission of erased bytes from memory. A fill of the LRU
+// that read or wrote the bucket before a removal it has since heard of is
+// skipped, and a database hit of an image erased meanwhile is a miss and is
+// purged from the bucket again.
+//
 // A *Cache is safe for concurrent use. Any tier may be absent (nil).
 package resultcache

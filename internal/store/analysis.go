@@ -27,6 +27,8 @@ type Analysis struct {
 	Source string
 	// ContentType is the media type of the image, optional.
 	ContentType string
+	// Detector is the detection model that found the faces, optional.
+	Detector string
 	// Faces are stored by their Index; a face's Embedding, when set, is
 	// stored for its model.
 	Faces []events.Face
@@ -40,7 +42,9 @@ type Analysis struct {
 // faces beyond len(Faces) left by an earlier analysis are removed) and their
 // embeddings. The tenant is created when missing and each model's HNSW index
 // once per process. Storing the same analysis again leaves the same rows.
-// An image id already stored for another tenant is ErrInvalid.
+// An image id already stored for another tenant is ErrInvalid; an image
+// that was erased (facestream.erase_image) is ErrErased and nothing is
+// stored, whether the erasure committed before or while this runs.
 func (s *Store) SaveAnalysis(ctx context.Context, a Analysis) error {
 	tenant := TenantOf(a.Image.Tenant)
 	switch {
@@ -84,16 +88,17 @@ func (s *Store) SaveAnalysis(ctx context.Context, a Analysis) error {
 		}
 		tag, err := tx.Exec(ctx, `
 INSERT INTO facestream.images AS i (id, tenant_id, sha256, source, content_type, width, height, byte_size,
-    status, reject_reason, model_pack, face_count, submitted_at, analyzed_at)
-VALUES ($1, $2, $3, $4, nullif($5, ''), nullif($6, 0), nullif($7, 0), $8, 'analyzed', NULL, $9, $10, $11, $12)
+    status, reject_reason, model_pack, face_count, submitted_at, analyzed_at, detector)
+VALUES ($1, $2, $3, $4, nullif($5, ''), nullif($6, 0), nullif($7, 0), $8, 'analyzed', NULL, $9, $10, $11, $12, nullif($13, ''))
 ON CONFLICT (id) DO UPDATE SET
     sha256 = EXCLUDED.sha256, source = EXCLUDED.source, content_type = EXCLUDED.content_type,
     width = EXCLUDED.width, height = EXCLUDED.height, byte_size = EXCLUDED.byte_size,
     status = 'analyzed', reject_reason = NULL, model_pack = EXCLUDED.model_pack,
-    face_count = EXCLUDED.face_count, submitted_at = EXCLUDED.submitted_at, analyzed_at = EXCLUDED.analyzed_at
+    face_count = EXCLUDED.face_count, submitted_at = EXCLUDED.submitted_at, analyzed_at = EXCLUDED.analyzed_at,
+    detector = EXCLUDED.detector
 WHERE i.tenant_id = EXCLUDED.tenant_id`,
 			imageID, tenant, a.Image.SHA256, a.Source, a.ContentType, a.Image.Width, a.Image.Height, a.Image.Size,
-			a.Pack, len(a.Faces), submittedAt, analyzedAt)
+			a.Pack, len(a.Faces), submittedAt, analyzedAt, a.Detector)
 		if err != nil {
 			return fmt.Errorf("upsert image: %w", classify(err))
 		}
@@ -129,6 +134,7 @@ func queueFace(b *pgx.Batch, tenant string, imageID uuid.UUID, pack string, f ev
 		yaw, pitch, roll    *float32
 		sharp, bright, size *float32
 		usable              = true
+		reason              *string
 	)
 	if at := f.Attributes; at != nil {
 		if at.Age != nil {
@@ -146,6 +152,10 @@ func queueFace(b *pgx.Batch, tenant string, imageID uuid.UUID, pack string, f ev
 		}
 		if q := at.Quality; q != nil {
 			sharp, bright, size, usable = &q.Sharpness, &q.Brightness, &q.FaceSize, q.Usable
+			if q.Reason != "" {
+				r := string(q.Reason)
+				reason = &r
+			}
 		}
 	}
 	lm := make([]float32, 0, 10)
@@ -159,18 +169,18 @@ func queueFace(b *pgx.Batch, tenant string, imageID uuid.UUID, pack string, f ev
 	b.Queue(`
 INSERT INTO facestream.faces AS f (id, tenant_id, image_id, face_index, box_x1, box_y1, box_x2, box_y2, landmarks,
     det_score, age, gender, gender_score, emotion, emotion_scores, yaw, pitch, roll, sharpness, brightness,
-    face_size, usable, model_pack)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+    face_size, usable, model_pack, quality_reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
 ON CONFLICT (image_id, face_index) DO UPDATE SET
     box_x1 = EXCLUDED.box_x1, box_y1 = EXCLUDED.box_y1, box_x2 = EXCLUDED.box_x2, box_y2 = EXCLUDED.box_y2,
     landmarks = EXCLUDED.landmarks, det_score = EXCLUDED.det_score, age = EXCLUDED.age, gender = EXCLUDED.gender,
     gender_score = EXCLUDED.gender_score, emotion = EXCLUDED.emotion, emotion_scores = EXCLUDED.emotion_scores,
     yaw = EXCLUDED.yaw, pitch = EXCLUDED.pitch, roll = EXCLUDED.roll, sharpness = EXCLUDED.sharpness,
     brightness = EXCLUDED.brightness, face_size = EXCLUDED.face_size, usable = EXCLUDED.usable,
-    model_pack = EXCLUDED.model_pack`,
+    model_pack = EXCLUDED.model_pack, quality_reason = EXCLUDED.quality_reason`,
 		id, tenant, imageID, f.Index, f.Box[0], f.Box[1], f.Box[2], f.Box[3], lm,
 		f.Score, age, gender, genderScore, emotion, scores, yaw, pitch, roll, sharp, bright,
-		size, usable, pack)
+		size, usable, pack, reason)
 	if e := f.Embedding; e != nil {
 		b.Queue(`DELETE FROM facestream.embeddings WHERE face_id = $1 AND model <> $2`, id, e.Model)
 		b.Queue(`
@@ -202,7 +212,8 @@ type Rejection struct {
 
 // SaveRejection records that an image was rejected: status rejected with the
 // reason. It is idempotent and never overwrites an analysed image (it then
-// does nothing and returns nil).
+// does nothing and returns nil). An erased image is ErrErased and nothing is
+// stored.
 func (s *Store) SaveRejection(ctx context.Context, r Rejection) error {
 	tenant := TenantOf(r.Tenant)
 	switch {
@@ -243,6 +254,18 @@ WHERE i.tenant_id = EXCLUDED.tenant_id AND i.status <> 'analyzed'`,
 	return nil
 }
 
+// ImageErased reports whether image imageID was erased
+// (facestream.erase_image): its id can never be stored again.
+func (s *Store) ImageErased(ctx context.Context, imageID string) (bool, error) {
+	var erased bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM facestream.erased_images WHERE image_id = $1)`,
+		ImageUUID(imageID)).Scan(&erased)
+	if err != nil {
+		return false, fmt.Errorf("check erasure of %s: %w", imageID, err)
+	}
+	return erased, nil
+}
+
 func nullTime(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
@@ -257,12 +280,15 @@ type Cached struct {
 	Width      int
 	Height     int
 	AnalyzedAt time.Time
+	// Detector is the detection model that found the faces; empty for an
+	// analysis stored before migration 0005.
+	Detector string
 	// Recognizer is the embedding model of the faces; empty when no face
 	// has an embedding.
 	Recognizer string
 	// Faces carry what was stored: box, landmarks, score, embedding and
-	// attributes (ID and Match are left empty; a quality's Reason is not
-	// stored).
+	// attributes, a quality's reason included (ID and Match are left
+	// empty).
 	Faces []events.Face
 }
 
@@ -271,14 +297,15 @@ type Cached struct {
 func (s *Store) LookupCached(ctx context.Context, tenant, sha256, pack string) (Cached, bool, error) {
 	tenant = TenantOf(tenant)
 	var (
-		c       Cached
-		imageID uuid.UUID
-		w, h    *int32
+		c        Cached
+		imageID  uuid.UUID
+		w, h     *int32
+		detector *string
 	)
 	err := s.pool.QueryRow(ctx, `
-SELECT id, width, height, analyzed_at FROM facestream.images
+SELECT id, width, height, analyzed_at, detector FROM facestream.images
 WHERE tenant_id = $1 AND sha256 = $2 AND model_pack = $3 AND status = 'analyzed'
-ORDER BY analyzed_at DESC, id LIMIT 1`, tenant, sha256, pack).Scan(&imageID, &w, &h, &c.AnalyzedAt)
+ORDER BY analyzed_at DESC, id LIMIT 1`, tenant, sha256, pack).Scan(&imageID, &w, &h, &c.AnalyzedAt, &detector)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Cached{}, false, nil
 	}
@@ -286,6 +313,9 @@ ORDER BY analyzed_at DESC, id LIMIT 1`, tenant, sha256, pack).Scan(&imageID, &w,
 		return Cached{}, false, fmt.Errorf("lookup cached %s: %w", sha256, err)
 	}
 	c.ImageID = imageID.String()
+	if detector != nil {
+		c.Detector = *detector
+	}
 	if w != nil {
 		c.Width = int(*w)
 	}
@@ -295,7 +325,7 @@ ORDER BY analyzed_at DESC, id LIMIT 1`, tenant, sha256, pack).Scan(&imageID, &w,
 	rows, err := s.pool.Query(ctx, `
 SELECT f.face_index, f.box_x1, f.box_y1, f.box_x2, f.box_y2, f.landmarks, f.det_score, f.age, f.gender,
        f.gender_score, f.emotion, f.emotion_scores, f.yaw, f.pitch, f.roll, f.sharpness, f.brightness,
-       f.face_size, f.usable, e.model, e.embedding
+       f.face_size, f.usable, f.quality_reason, e.model, e.embedding
 FROM facestream.faces f
 LEFT JOIN LATERAL (SELECT model, embedding FROM facestream.embeddings
                    WHERE face_id = f.id ORDER BY model LIMIT 1) e ON true
@@ -315,11 +345,12 @@ ORDER BY f.face_index`, tenant, imageID)
 			yaw, pitch, roll     *float32
 			sharp, bright, fsize *float32
 			usable               bool
+			reason               *string
 			model                *string
 			vec                  *pgvector.Vector
 		)
 		if err := rows.Scan(&f.Index, &f.Box[0], &f.Box[1], &f.Box[2], &f.Box[3], &lm, &f.Score, &age, &gender,
-			&gScore, &emotion, &emoScores, &yaw, &pitch, &roll, &sharp, &bright, &fsize, &usable, &model, &vec); err != nil {
+			&gScore, &emotion, &emoScores, &yaw, &pitch, &roll, &sharp, &bright, &fsize, &usable, &reason, &model, &vec); err != nil {
 			return Cached{}, false, fmt.Errorf("lookup cached %s: scan face: %w", sha256, err)
 		}
 		for i := 0; i < 5 && 2*i+1 < len(lm); i++ {
@@ -347,6 +378,9 @@ ORDER BY f.face_index`, tenant, imageID)
 			}
 			if fsize != nil {
 				q.FaceSize = *fsize
+			}
+			if reason != nil {
+				q.Reason = events.QualityReason(*reason)
 			}
 			at.Quality = q
 		}

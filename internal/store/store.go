@@ -24,6 +24,15 @@ const DefaultTenant = "default"
 // id, or data that violates a constraint of the schema.
 var ErrInvalid = errors.New("invalid data")
 
+// ErrErased matches the refusal to store an image that was erased
+// (facestream.erase_image leaves a tombstone, and the database refuses every
+// new row of that image id): retrying cannot store it, and it must not be.
+var ErrErased = errors.New("image erased")
+
+// sqlStateErased is the SQLSTATE the database raises for a write of an
+// erased image (migration 0003_erasure, trigger images_not_erased).
+const sqlStateErased = "ZF410"
+
 // namespace is the UUIDv5 namespace of facestream's derived ids.
 var namespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/facestream/facestream"))
 
@@ -147,11 +156,18 @@ func (s *Store) ensureIndex(ctx context.Context, model string, dim int) error {
 	return nil
 }
 
-// classify marks errors that retrying cannot fix with ErrInvalid: data
-// exceptions (SQLSTATE class 22) and integrity constraint violations (23).
+// classify marks a write of an erased image with ErrErased, and errors that
+// retrying cannot fix with ErrInvalid: data exceptions (SQLSTATE class 22)
+// and integrity constraint violations (23).
 func classify(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch {
+	case pgErr.Code == sqlStateErased:
+		return fmt.Errorf("%w: %w", ErrErased, err)
+	case strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"):
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return err

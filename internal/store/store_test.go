@@ -204,6 +204,14 @@ func TestLookupCached(t *testing.T) {
 	s := store.New(pgtest.NewMigrated(t))
 	ctx := ctxT(t)
 	a := sampleAnalysis("c1", "", 2)
+	// What a cached answer must give back like the first one: the detector
+	// and why a face failed the quality gate (migration 0005).
+	a.Detector = "det_500m"
+	q := *a.Faces[1].Attributes.Quality
+	q.Usable, q.Reason = false, events.QualityBlurry
+	at := *a.Faces[1].Attributes
+	at.Quality = &q
+	a.Faces[1].Attributes = &at
 	if _, ok, err := s.LookupCached(ctx, "", a.Image.SHA256, "dev"); err != nil || ok {
 		t.Fatalf("before: ok=%v err=%v", ok, err)
 	}
@@ -214,7 +222,7 @@ func TestLookupCached(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("after: ok=%v err=%v", ok, err)
 	}
-	if c.ImageID != store.ImageUUID("c1").String() || c.Width != 640 || c.Recognizer != "m4" || len(c.Faces) != 2 {
+	if c.ImageID != store.ImageUUID("c1").String() || c.Width != 640 || c.Detector != "det_500m" || c.Recognizer != "m4" || len(c.Faces) != 2 {
 		t.Errorf("cached = %+v", c)
 	}
 	if !reflect.DeepEqual(c.Faces[1], a.Faces[1]) {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/facestream/facestream/internal/modelpack"
 	"github.com/facestream/facestream/internal/resultcache"
 	"github.com/facestream/facestream/internal/store"
@@ -78,6 +80,11 @@ func New(st *store.Store, blobs *events.BlobStore, cache *resultcache.Cache, thr
 //     with face ids, matches and timings (cached and cached_from when the
 //     input carries the cachedfrom extension).
 //
+// An image erased while it was in the pipeline (store.ErrErased at step 1,
+// or erased by the time the cache is filled) is not stored: its blobs are
+// deleted, its cache entry removed, and the only output is image.rejected
+// with reason erased.
+//
 // A payload that does not decode or that the database refuses as invalid is
 // permanent (dead-lettered); any other failure is transient and retried.
 // Every step is idempotent, so a redelivery repeats them harmlessly.
@@ -106,9 +113,12 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 
 	t0 := time.Now()
 	err = h.store.SaveAnalysis(ctx, store.Analysis{
-		Image: in.Image, Pack: in.Pack, Source: cmp.Or(in.Image.Source, d.CloudEvent.Source()), Faces: in.Faces, AnalyzedAt: analyzedAt,
+		Image: in.Image, Pack: in.Pack, Detector: in.Detector, Source: cmp.Or(in.Image.Source, d.CloudEvent.Source()), Faces: in.Faces, AnalyzedAt: analyzedAt,
 	})
 	events.ObserveStep(ctx, events.StepDatabase, time.Since(t0))
+	if errors.Is(err, store.ErrErased) {
+		return h.erased(ctx, in)
+	}
 	if errors.Is(err, store.ErrInvalid) {
 		return nil, events.Permanent(fmt.Errorf("aggregate: %w", err))
 	}
@@ -141,6 +151,7 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 		}
 	}
 
+	cacheKey := resultcache.Key{Tenant: in.Image.Tenant, SHA256: in.Image.SHA256, Pack: in.Pack}
 	if h.cache != nil {
 		entry := resultcache.Entry{
 			ImageID: imageID, Detector: in.Detector, Recognizer: in.Recognizer, Faces: in.Faces, AnalyzedAt: analyzedAt,
@@ -148,9 +159,28 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 		if cachedFrom != "" {
 			entry.ImageID = cachedFrom
 		}
-		if err := h.cache.Put(ctx, resultcache.Key{Tenant: in.Image.Tenant, SHA256: in.Image.SHA256, Pack: in.Pack}, entry); err != nil {
+		if err := h.cache.Put(ctx, cacheKey, entry); err != nil {
 			return nil, fmt.Errorf("aggregate %s: %w", imageID, err)
 		}
+	}
+
+	// An erasure that committed after SaveAnalysis has deleted the rows, but
+	// may have cleared the cache before the Put above: look again, after
+	// the Put. Erased now, the entry goes and the image ends as erased; not
+	// erased now, the erasure's own cache purge comes after the Put.
+	t0 = time.Now()
+	erased, err := h.store.ImageErased(ctx, imageID)
+	events.ObserveStep(ctx, events.StepDatabase, time.Since(t0))
+	if err != nil {
+		return nil, fmt.Errorf("aggregate: %w", err)
+	}
+	if erased {
+		if h.cache != nil {
+			if err := h.cache.Delete(ctx, cacheKey); err != nil {
+				return nil, fmt.Errorf("aggregate %s: %w", imageID, err)
+			}
+		}
+		return h.erased(ctx, in)
 	}
 
 	embBytes := 0
@@ -174,6 +204,32 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 		return nil, events.Permanent(fmt.Errorf("aggregate: %w", err))
 	}
 	return append(outs, result), nil
+}
+
+// erased ends an image that was erased while it was in the pipeline: its
+// payload and crops are deleted, nothing is stored or cached, and the
+// result is image.rejected with reason erased, which carries nothing of the
+// image but its id.
+func (h *Handler) erased(ctx context.Context, in events.FacesAnalyzed) ([]events.Event, error) {
+	imageID := in.Image.ImageID
+	refs := append([]events.BlobRef(nil), in.CropRefs...)
+	if in.ImageRef != nil {
+		refs = append(refs, *in.ImageRef)
+	}
+	for _, ref := range refs {
+		if err := h.blobs.Delete(ctx, ref); err != nil {
+			return nil, fmt.Errorf("aggregate %s (erased): %w", imageID, err)
+		}
+	}
+	e, err := events.New(imageID, &events.ImageRejected{
+		ImageID: imageID, Tenant: in.Image.Tenant, Stage: events.StageAggregate,
+		Reason: events.RejectErased, Message: "the image was erased while it was being analysed; nothing was stored",
+		SubmittedAt: in.Image.SubmittedAt,
+	})
+	if err != nil {
+		return nil, events.Permanent(fmt.Errorf("aggregate: %w", err))
+	}
+	return []events.Event{e}, nil
 }
 
 // match matches the embedded faces, sets faces[i].Match and returns one
@@ -235,23 +291,37 @@ func (h *Handler) match(ctx context.Context, in events.FacesAnalyzed, faces []ev
 // Recorder is the events.Handler that records rejections: run it on the
 // durable consumer ConsumerRecorder of the results stream (filtered on
 // image.rejected), so that every submitted image ends with exactly one
-// stored outcome. It returns no outputs. It is safe for concurrent use.
+// stored outcome. It returns no outputs, but for an image erased while in
+// flight (Handle). It is safe for concurrent use.
 type Recorder struct {
 	store       *store.Store
+	js          jetstream.JetStream
 	defaultPack string
 }
 
 // NewRecorder returns the rejection recorder. defaultPack is the pack
-// stored for images whose options name none (config models.pack).
-func NewRecorder(st *store.Store, defaultPack string) (*Recorder, error) {
+// stored for images whose options name none (config models.pack). js, when
+// not nil, lets it remove from the results stream the rejections of images
+// erased while in flight (Handle).
+func NewRecorder(st *store.Store, js jetstream.JetStream, defaultPack string) (*Recorder, error) {
 	if st == nil || defaultPack == "" {
 		return nil, errors.New("new recorder: store and default pack are required")
 	}
-	return &Recorder{store: st, defaultPack: defaultPack}, nil
+	return &Recorder{store: st, js: js, defaultPack: defaultPack}, nil
 }
 
 // Handle stores one image.rejected with store.SaveRejection (idempotent,
 // never over an analysed image).
+//
+// The rejection of an erased image is not stored (store.ErrErased): the
+// erasure is its outcome. A stage that did not know the image was erased
+// may have rejected it for another reason (no_face; blob_missing, its
+// payload deleted by the erasure), published after the erasure purged the
+// image's results and carrying the image's sha256 and size: Handle then
+// returns image.rejected with reason erased and nothing of the image, and
+// once that one comes back to it, purges the image's earlier rejections
+// from the results stream, so that the stream keeps only the erased
+// outcome.
 func (r *Recorder) Handle(ctx context.Context, d *events.Delivery) ([]events.Event, error) {
 	var rej events.ImageRejected
 	if err := d.Decode(&rej); err != nil {
@@ -281,11 +351,41 @@ func (r *Recorder) Handle(ctx context.Context, d *events.Delivery) ([]events.Eve
 		SHA256: rej.SHA256, Size: rej.Size, Pack: pack, Source: d.CloudEvent.Source(), SubmittedAt: submitted,
 	})
 	events.ObserveStep(ctx, events.StepDatabase, time.Since(t0))
+	if errors.Is(err, store.ErrErased) {
+		return r.erased(ctx, d, rej)
+	}
 	if errors.Is(err, store.ErrInvalid) {
 		return nil, events.Permanent(fmt.Errorf("record rejection: %w", err))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("record rejection: %w", err)
+	}
+	return nil, nil
+}
+
+// erased handles the rejection rej of an erased image (see Handle).
+func (r *Recorder) erased(ctx context.Context, d *events.Delivery, rej events.ImageRejected) ([]events.Event, error) {
+	if rej.Reason != events.RejectErased {
+		e, err := events.New(rej.ImageID, &events.ImageRejected{
+			ImageID: rej.ImageID, Tenant: rej.Tenant, Stage: ConsumerRecorder, Reason: events.RejectErased,
+			Message: "the image was erased while it was being analysed; nothing was stored", SubmittedAt: rej.SubmittedAt,
+		})
+		if err != nil {
+			return nil, events.Permanent(fmt.Errorf("record rejection: %w", err))
+		}
+		return []events.Event{e}, nil
+	}
+	if r.js == nil || d.Stream == "" || d.Sequence == 0 {
+		return nil, nil
+	}
+	stream, err := r.js.Stream(ctx, d.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("record rejection: %w", err)
+	}
+	// Every rejection of the image stored before this one.
+	subject := events.ResultSubject(events.TypeImageRejected, rej.ImageID)
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subject), jetstream.WithPurgeSequence(d.Sequence)); err != nil {
+		return nil, fmt.Errorf("record rejection: purge earlier rejections of erased %s: %w", rej.ImageID, err)
 	}
 	return nil, nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/facestream/facestream/internal/natstest"
@@ -24,6 +25,7 @@ func TestMain(m *testing.M) {
 const sha = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
 
 type harness struct {
+	js    jetstream.JetStream
 	st    *store.Store
 	blobs *events.BlobStore
 	cache *resultcache.Cache
@@ -39,7 +41,7 @@ func newHarness(t *testing.T, ctx context.Context) harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := harness{st: store.New(pgtest.NewMigrated(t)), blobs: events.NewBlobStore(srv.JS)}
+	hs := harness{js: srv.JS, st: store.New(pgtest.NewMigrated(t)), blobs: events.NewBlobStore(srv.JS)}
 	hs.cache = resultcache.New(resultcache.Config{KV: kv})
 	hs.h, err = aggregate.New(hs.st, hs.blobs, hs.cache, func(pack, model string) (float32, bool) {
 		return 0.5, pack == "dev" && model == "m4"
@@ -225,7 +227,7 @@ func TestRecorder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	st := store.New(pgtest.NewMigrated(t))
-	rec, err := aggregate.NewRecorder(st, "dev")
+	rec, err := aggregate.NewRecorder(st, nil, "dev")
 	if err != nil {
 		t.Fatal(err)
 	}

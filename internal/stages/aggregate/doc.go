@@ -6,6 +6,12 @@
 // the object store, fills the result cache (package resultcache) and
 // publishes image.analyzed.
 //
+// An image erased while it was still in the pipeline is never stored again
+// (the database refuses it: store.ErrErased): Handler deletes its blobs and
+// ends it with image.rejected, reason erased, instead; the Recorder stores
+// no rejection of an erased image, and turns a rejection for another reason
+// (from a stage that could not know) into the erased outcome.
+//
 // Recorder, in the same package, stores image.rejected results from the
 // durable consumer "recorder" on the results stream, so that every
 // submitted image ends with exactly one stored outcome.
