@@ -344,7 +344,7 @@ func checkWorkloads(t *testing.T, c cluster, ws []workload) {
 		// Settings that must agree across binaries: each applies the stream
 		// and bucket definitions (create or update), and the model pack is part
 		// of the result cache key.
-		for _, env := range []string{"FACESTREAM_IMAGE_TTL", "FACESTREAM_RESULTS_MAX_AGE", "FACESTREAM_MODEL_PACK"} {
+		for _, env := range []string{"FACESTREAM_IMAGE_TTL", "FACESTREAM_RESULTS_MAX_AGE", "FACESTREAM_WORK_MAX_PER_STAGE", "FACESTREAM_MODEL_PACK"} {
 			st := setting(t, env)
 			if !st.UsedBy(w.binary) {
 				continue

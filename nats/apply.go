@@ -49,6 +49,7 @@ type options struct {
 	storage    *jetstream.StorageType
 	replicas   int
 	maxAge     map[string]time.Duration
+	perSubject map[string]int64
 	dupWindow  time.Duration
 	maxMsgSize int32
 	ttl        map[string]time.Duration
@@ -82,6 +83,18 @@ func WithMaxAge(stream string, d time.Duration) Option {
 			o.maxAge = map[string]time.Duration{}
 		}
 		o.maxAge[stream] = d
+	}
+}
+
+// WithMaxMsgsPerSubject bounds each subject of one stream to n messages
+// (zero keeps the declared value). The work stream refuses a publish into a
+// full subject; nothing stored is deleted.
+func WithMaxMsgsPerSubject(stream string, n int64) Option {
+	return func(o *options) {
+		if o.perSubject == nil {
+			o.perSubject = map[string]int64{}
+		}
+		o.perSubject[stream] = n
 	}
 }
 
@@ -203,6 +216,9 @@ func (o options) adjust(d Definitions) Definitions {
 		}
 		if age, ok := o.maxAge[s.Name]; ok {
 			s.MaxAge = Duration(age)
+		}
+		if n := o.perSubject[s.Name]; n > 0 {
+			s.MaxMsgsPerSubject = n
 		}
 		if s.MaxAge > 0 && s.DuplicateWindow > s.MaxAge {
 			s.DuplicateWindow = s.MaxAge

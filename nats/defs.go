@@ -72,6 +72,11 @@ type Stream struct {
 	MaxAge      Duration                  `json:"max_age,omitempty"`
 	MaxBytes    int64                     `json:"max_bytes,omitempty"`
 	MaxMsgs     int64                     `json:"max_msgs,omitempty"`
+	// MaxMsgsPerSubject bounds the messages of each subject; with
+	// DiscardNewPerSubject a full subject refuses new ones (instead of
+	// deleting its oldest).
+	MaxMsgsPerSubject    int64 `json:"max_msgs_per_subject,omitempty"`
+	DiscardNewPerSubject bool  `json:"discard_new_per_subject,omitempty"`
 	// MaxMsgSize is the largest message the stream accepts; the server's
 	// max_payload caps it in any case.
 	MaxMsgSize int32 `json:"max_msg_size,omitempty"`
@@ -97,6 +102,9 @@ func (s Stream) Config() jetstream.StreamConfig {
 		MaxMsgSize:  int32(orUnlimited(int64(s.MaxMsgSize))),
 		Duplicates:  time.Duration(s.DuplicateWindow),
 		Discard:     s.Discard,
+
+		MaxMsgsPerSubject:    orUnlimited(s.MaxMsgsPerSubject),
+		DiscardNewPerSubject: s.DiscardNewPerSubject,
 	}
 }
 
@@ -249,9 +257,11 @@ func load[T any](fsys fs.FS, dir string, out *[]T) error {
 }
 
 // Validate checks the definitions against each other: unique names, stream
-// subjects that do not overlap, every consumer on an existing stream with a
-// filter inside it (and, on a work-queue stream, not overlapping another
-// consumer's), BackOff consistent with AckWait and MaxDeliver.
+// subjects that do not overlap, work-queue streams that never discard work
+// (no max age; discard new when bounded), every consumer on an existing
+// stream with a filter inside it (and, on a work-queue stream, not
+// overlapping another consumer's), BackOff consistent with AckWait and
+// MaxDeliver.
 func (d Definitions) Validate() error {
 	streams := map[string]Stream{}
 	for _, s := range d.Streams {
@@ -272,6 +282,9 @@ func (d Definitions) Validate() error {
 					}
 				}
 			}
+		}
+		if err := validateWorkQueue(s); err != nil {
+			return fmt.Errorf("validate definitions: %w", err)
 		}
 		if s.MaxAge > 0 && s.DuplicateWindow > s.MaxAge {
 			return fmt.Errorf("validate definitions: stream %s: duplicate window %v exceeds max age %v",
@@ -328,6 +341,32 @@ func (d Definitions) Validate() error {
 			return fmt.Errorf("validate definitions: bucket %s declared twice", name)
 		}
 		buckets[name] = true
+	}
+	return nil
+}
+
+// validateWorkQueue checks that a work-queue stream never loses work and
+// that its bound cannot deadlock the stages that hand work on through it:
+//
+//   - no max age: JetStream deletes aged messages without a trace;
+//   - bounded per subject only, with discard new per subject: a full
+//     subject refuses the publish instead of deleting its oldest message.
+//     Each stage publishes into its own subject and the last one out of the
+//     stream, so room always comes back in every subject; a global
+//     max_msgs or max_bytes would let one subject (new submissions) take
+//     the room every stage needs to hand an image on, and stop them all.
+func validateWorkQueue(s Stream) error {
+	if s.Retention != jetstream.WorkQueuePolicy {
+		return nil
+	}
+	switch {
+	case s.MaxAge > 0:
+		return fmt.Errorf("stream %s: a work-queue stream must not have a max age (%v): JetStream deletes aged work without a trace",
+			s.Name, time.Duration(s.MaxAge))
+	case s.MaxMsgs > 0 || s.MaxBytes > 0:
+		return fmt.Errorf("stream %s: bound a work-queue stream per subject (max_msgs_per_subject), not with max_msgs or max_bytes: a stream-wide limit lets new submissions take the room the stages need to hand work on", s.Name)
+	case s.MaxMsgsPerSubject > 0 && (s.Discard != jetstream.DiscardNew || !s.DiscardNewPerSubject):
+		return fmt.Errorf("stream %s: a bounded work-queue stream must discard new per subject (refuse publishes when full), not delete stored work", s.Name)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -85,6 +86,10 @@ func (s *Server) submitImage(w http.ResponseWriter, r *http.Request, c *call) {
 		writeProblem(w, r, p)
 		return
 	}
+	if p := s.adm.admit(r.Context()); p != nil {
+		writeProblem(w, r, p)
+		return
+	}
 	id := uuid.NewString()
 	// The row exists at once (status accepted), so that GET answers from the
 	// start; the pipeline's result replaces it.
@@ -93,7 +98,12 @@ func (s *Server) submitImage(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	if err := s.publishAs(r.Context(), c, id, u, req.Options.events()); err != nil {
-		writeProblem(w, r, s.internal(r.Context(), "submit image", err))
+		// Not taken on: no row may stay "accepted" for an image that never
+		// reaches the pipeline.
+		if derr := s.forgetAccepted(r.Context(), c, id); derr != nil {
+			s.log.ErrorContext(r.Context(), "remove the row of an image not submitted", "image_id", id, "err", derr)
+		}
+		writeProblem(w, r, s.publishProblem(r.Context(), "submit image", err))
 		return
 	}
 	loc := "/v1/images/" + id
@@ -273,6 +283,15 @@ func (s *Server) compare(w http.ResponseWriter, r *http.Request, c *call) {
 		res.Faces = append(res.Faces, ComparedFace{ImageID: q.imageID, FaceID: q.face.ID, Box: q.face.Box})
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// forgetAccepted removes the row recordAccepted stored, while it is still
+// only accepted.
+func (s *Server) forgetAccepted(ctx context.Context, c *call, id string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, err := s.d.DB.Exec(ctx, `DELETE FROM facestream.images WHERE id = $1::uuid AND tenant_id = $2 AND status = 'accepted'`, id, c.tenant())
+	return err
 }
 
 // recordAccepted stores the row of a submitted image, status accepted.

@@ -55,6 +55,9 @@ func (s *Server) analyzeSync(ctx context.Context, c *call, u upload, opts events
 	if p := s.checkImage(u); p != nil {
 		return "", outcome{}, p
 	}
+	if p := s.adm.admit(ctx); p != nil {
+		return "", outcome{}, p
+	}
 	nc := s.d.JS.Conn()
 	ch := make(chan *nats.Msg, 4)
 	id := uuid.NewString()
@@ -77,7 +80,7 @@ func (s *Server) analyzeSync(ctx context.Context, c *call, u upload, opts events
 		return "", outcome{}, s.internal(ctx, "subscribe to results", err)
 	}
 	if err := s.publishAs(ctx, c, id, u, opts); err != nil {
-		return "", outcome{}, s.internal(ctx, "publish", err)
+		return "", outcome{}, s.publishProblem(ctx, "publish", err)
 	}
 	timer := time.NewTimer(s.cfg.AnalyzeTimeout)
 	defer timer.Stop()
@@ -127,10 +130,29 @@ func (s *Server) publishAs(ctx context.Context, c *call, id string, u upload, op
 		return err
 	}
 	if _, err := s.pub.Publish(ctx, e); err != nil {
+		if sub.Ref != nil {
+			// Nothing will read the claim check: do not leave it for the TTL.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if derr := s.d.Blobs.Delete(dctx, *sub.Ref); derr != nil {
+				s.log.WarnContext(ctx, "delete the claim check of an image not submitted", "image_id", id, "err", derr)
+			}
+			cancel()
+		}
 		return err
 	}
 	c.images++
 	return nil
+}
+
+// publishProblem answers a submission whose publish failed: 503 with
+// Retry-After when the work stream is full (the image was not taken on;
+// send it again later), 500 otherwise.
+func (s *Server) publishProblem(ctx context.Context, what string, err error) *Problem {
+	if errors.Is(err, events.ErrStreamFull) {
+		s.log.WarnContext(ctx, what+": the work stream is full", "err", err)
+		return s.adm.full()
+	}
+	return s.internal(ctx, what, err)
 }
 
 // rejectedProblem is the problem of a rejected image.
@@ -141,6 +163,8 @@ func rejectedProblem(rj *events.ImageRejected) *Problem {
 		code = CodeNoFace
 	case events.RejectTooLarge:
 		status, code = http.StatusRequestEntityTooLarge, CodeImageTooLarge
+	case events.RejectErased: // erased while it was analysed: it no longer exists
+		status, code = http.StatusNotFound, CodeNotFound
 	}
 	p := problem(status, code, rj.Message)
 	p.Reason = string(rj.Reason)

@@ -18,7 +18,8 @@ type Problem struct {
 	// Reason is the image's reject reason (events.RejectReason) for
 	// invalid_image, image_too_large and no_face.
 	Reason string `json:"reason,omitempty"`
-	// RetryAfter is the seconds to wait, for code rate_limited.
+	// RetryAfter is the seconds to wait, for codes rate_limited and
+	// overloaded (also sent as the Retry-After header).
 	RetryAfter int `json:"retry_after,omitempty"`
 }
 
@@ -41,6 +42,7 @@ const (
 	CodeModelMismatch    = "model_mismatch"
 	CodeTimeout          = "timeout"
 	CodeUnavailable      = "unavailable"
+	CodeOverloaded       = "overloaded"
 	CodeInternal         = "internal"
 )
 
@@ -60,6 +62,7 @@ var titles = map[string]string{
 	CodeModelMismatch:    "Embeddings of different models cannot be compared",
 	CodeTimeout:          "The analysis did not finish in time",
 	CodeUnavailable:      "Service unavailable",
+	CodeOverloaded:       "The pipeline is at capacity; retry later",
 	CodeInternal:         "Internal error",
 }
 

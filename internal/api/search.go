@@ -21,11 +21,48 @@ type searchFilters struct {
 }
 
 type searchRequest struct {
-	Image         string         `json:"image,omitempty"`
-	FaceID        string         `json:"face_id,omitempty"`
-	K             int            `json:"k,omitempty"`
+	topKQuery
 	MinSimilarity *float64       `json:"min_similarity,omitempty"`
 	Filters       *searchFilters `json:"filters,omitempty"`
+}
+
+// topKQuery is what search and identify both take: the query face (an image,
+// whose largest face is used, or a stored face id) and how many answers.
+type topKQuery struct {
+	Image  string `json:"image,omitempty"`
+	FaceID string `json:"face_id,omitempty"`
+	K      int    `json:"k,omitempty"`
+}
+
+func (q *topKQuery) topK() *topKQuery { return q }
+
+// readTopK reads a search or identify request into req, defaults its k to
+// defaultK, checks the range (1..100) and finds the query face. On failure
+// it has written the problem and returns false.
+func (s *Server) readTopK(w http.ResponseWriter, r *http.Request, c *call, req interface{ topK() *topKQuery }, defaultK int) (queryFace, bool) {
+	in, p := readInput(r, s.lim, false)
+	if p != nil {
+		writeProblem(w, r, p)
+		return queryFace{}, false
+	}
+	if p := in.decode(req); p != nil {
+		writeProblem(w, r, p)
+		return queryFace{}, false
+	}
+	q := req.topK()
+	if q.K == 0 {
+		q.K = defaultK
+	}
+	if q.K < 1 || q.K > 100 {
+		writeProblem(w, r, problem(http.StatusBadRequest, CodeInvalidRequest, "k must be between 1 and 100"))
+		return queryFace{}, false
+	}
+	face, p := s.queryFace(r.Context(), c, in, q.Image, q.FaceID, largest)
+	if p != nil {
+		writeProblem(w, r, p)
+		return queryFace{}, false
+	}
+	return face, true
 }
 
 // SearchHit is one similar face.
@@ -55,26 +92,9 @@ const searchCandidates = 1000
 // filters (subject, time range, source) on the nearest candidates. The query
 // image's own faces (or the query face) are left out.
 func (s *Server) search(w http.ResponseWriter, r *http.Request, c *call) {
-	in, p := readInput(r, s.lim, false)
-	if p != nil {
-		writeProblem(w, r, p)
-		return
-	}
 	var req searchRequest
-	if p := in.decode(&req); p != nil {
-		writeProblem(w, r, p)
-		return
-	}
-	if req.K == 0 {
-		req.K = 10
-	}
-	if req.K < 1 || req.K > 100 {
-		writeProblem(w, r, problem(http.StatusBadRequest, CodeInvalidRequest, "k must be between 1 and 100"))
-		return
-	}
-	q, p := s.queryFace(r.Context(), c, in, req.Image, req.FaceID, largest)
-	if p != nil {
-		writeProblem(w, r, p)
+	q, ok := s.readTopK(w, r, c, &req, 10)
+	if !ok {
 		return
 	}
 	f := req.Filters
@@ -200,6 +220,13 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	if len(ims) == 0 || len(ims) > s.cfg.MaxBatch {
 		writeProblem(w, r, problem(http.StatusBadRequest, CodeInvalidRequest, "send between 1 and "+itoa(s.cfg.MaxBatch)+" images"))
+		return
+	}
+	// Overloaded: refuse the whole batch rather than answer 200 with a 503
+	// per image (an image may still be refused alone if the mark is reached
+	// during the batch).
+	if p := s.adm.check(r.Context()); p != nil {
+		writeProblem(w, r, p)
 		return
 	}
 	res := BatchResult{Items: make([]BatchItem, len(ims)), Faces: []BatchFace{}, Matrix: [][]float32{}, Threshold: s.threshold, Model: s.recognizer}

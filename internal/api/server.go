@@ -52,6 +52,10 @@ type Config struct {
 	CORSOrigins []string
 	// MaxBatch bounds the images of one POST /v1/batch.
 	MaxBatch int
+	// BacklogHighWater is the percentage of the work stream's per-stage
+	// limit that the whole stream may hold before new images are refused
+	// with 503 (50 if 0).
+	BacklogHighWater int
 }
 
 // Deps are what the edge talks to. JS, DB and Blobs are required.
@@ -88,9 +92,11 @@ type Server struct {
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
+	adm      *admission
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	usage    *keyUsage
 }
 
 // New returns the edge over d.
@@ -140,14 +146,18 @@ func New(cfg Config, d Deps) (*Server, error) {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "facestream_api_requests_total", Help: "HTTP API requests by route and status code."}, []string{"route", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "facestream_api_request_duration_seconds", Help: "HTTP API request latency by route.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"route"}),
+		usage: newKeyUsage(),
 	}
 	if m, ok := d.Pack.Model(modelpack.Recognizer); ok {
 		s.recognizer, s.threshold = m.Name, m.Threshold
 	}
-	for _, c := range []prometheus.Collector{s.requests, s.latency} {
+	for _, c := range []prometheus.Collector{s.requests, s.latency, s.usage} {
 		if err := d.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("new api: %w", err)
 		}
+	}
+	if s.adm, err = newAdmission(d.JS, cfg.BacklogHighWater, d.Registerer, s.log); err != nil {
+		return nil, fmt.Errorf("new api: %w", err)
 	}
 	s.handler = s.routes()
 	return s, nil
@@ -341,6 +351,7 @@ func (s *Server) wrap(rt route) http.Handler {
 			s.log.InfoContext(r.Context(), "request", "route", rt.pattern, "status", status,
 				"tenant", c.key.Tenant, "key_prefix", c.key.Prefix, "ms", time.Since(start).Milliseconds())
 			if c.key.ID != "" {
+				s.usage.record(c.key, c.images, c.faces)
 				ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 				defer cancel()
 				if _, err := s.d.DB.Exec(ctx, `SELECT facestream.record_usage($1, $2, 1, $3, $4)`, c.key.Tenant, c.key.ID, c.images, c.faces); err != nil {
@@ -371,6 +382,7 @@ func (s *Server) wrap(rt route) http.Handler {
 			return
 		}
 		if wait, ok := s.allow(k); !ok {
+			s.adm.refused.WithLabelValues(refusedRateLimited).Inc()
 			p := problem(http.StatusTooManyRequests, CodeRateLimited, fmt.Sprintf("more than %d requests per minute for this key", s.perMinute(k)))
 			p.RetryAfter = wait
 			writeProblem(rw, r, p)

@@ -61,6 +61,10 @@ type NATS struct {
 	// Replicas is how many copies JetStream keeps of each stream and bucket
 	// (1 on a single server; 3 on a three-node cluster).
 	Replicas int
+	// WorkMaxPerStage bounds the messages of each subject of the work
+	// stream (discard new: a full subject refuses publishes, it never
+	// deletes work).
+	WorkMaxPerStage int
 }
 
 // Database is how a binary reaches PostgreSQL.
@@ -111,6 +115,9 @@ type EmbedBatch struct {
 	// BatchSize is the largest number of face crops per recognizer run.
 	BatchSize int
 	// BatchMaxWait is how long a partial batch waits for more crops; 0 runs at once.
+	// 0 by default: on a CPU a face costs the same batched or not, and the wait
+	// added to every image's latency whenever the stage is not saturated (the
+	// sync-latency benchmark, docs/benchmarks.md); GPU deployments set a few ms.
 	BatchMaxWait time.Duration
 }
 
@@ -125,6 +132,9 @@ type HTTP struct {
 	AnalyzeTimeout time.Duration
 	// MaxBodyBytes bounds a request body (a batch carries several images).
 	MaxBodyBytes ByteSize
+	// BacklogHighWater is the percentage of WorkMaxPerStage that the whole
+	// work stream may hold before new images are refused with 503.
+	BacklogHighWater int
 }
 
 // Metrics configures the /metrics, /healthz and /readyz listener.
@@ -186,7 +196,7 @@ type Data struct {
 // Default returns the configuration every binary starts from.
 func Default() Config {
 	return Config{
-		NATS:     NATS{URL: Secret("nats://127.0.0.1:4223"), Listen: "127.0.0.1:4223", Replicas: 1}, // not 4222: a system NATS often holds the standard port
+		NATS:     NATS{URL: Secret("nats://127.0.0.1:4223"), Listen: "127.0.0.1:4223", Replicas: 1, WorkMaxPerStage: 2_000}, // not 4222: a system NATS often holds the standard port
 		Database: Database{URL: ""},
 		Models:   Models{Dir: "models", Pack: "dev"},
 		ORT: ORT{
@@ -198,14 +208,14 @@ func Default() Config {
 			IntraOpThreads: 1,
 		},
 		Stage:     Stage{Concurrency: 8},
-		Embed:     EmbedBatch{BatchSize: 16, BatchMaxWait: 10 * time.Millisecond},
-		HTTP:      HTTP{Addr: ":8080", RateLimit: 600, AnalyzeTimeout: 30 * time.Second, MaxBodyBytes: 64 << 20},
+		Embed:     EmbedBatch{BatchSize: 16, BatchMaxWait: 0},
+		HTTP:      HTTP{Addr: ":8080", RateLimit: 600, AnalyzeTimeout: 30 * time.Second, MaxBodyBytes: 64 << 20, BacklogHighWater: 50},
 		Metrics:   Metrics{Addr: ":9464"},
 		Log:       Log{Level: "info", Format: LogText},
 		Limits:    Limits{MaxImageBytes: 20 << 20, MaxPixels: 40_000_000, InlinePayloadMax: 768 << 10, CacheEntries: 1024},
 		Retention: Retention{ImageTTL: 15 * time.Minute, ResultsMaxAge: 24 * time.Hour},
 		Data:      Data{Dir: ".data"},
-		Detection: Detection{SecondScale: 320, Rotations: true},
+		Detection: Detection{SecondScale: 320},
 	}
 }
 

@@ -31,6 +31,6 @@ func ExampleLoad() {
 	fmt.Println(cfg.Embed.BatchSize, cfg.Embed.BatchMaxWait)
 	fmt.Println(cfg.NATS.URL)
 	// Output:
-	// 32 10ms
+	// 32 0s
 	// nats://xxxxx@nats:4222
 }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,21 +19,12 @@ import (
 	"github.com/facestream/facestream/internal/config"
 	"github.com/facestream/facestream/internal/modelpack"
 	"github.com/facestream/facestream/internal/resultcache"
-	"github.com/facestream/facestream/internal/store"
 )
 
 // sharedCache is the one result cache of a process that runs the HTTP edge
-// beside the stages.
+// beside the stages (openCache); Close it when done.
 func sharedCache(ctx context.Context, env *Env) (*resultcache.Cache, error) {
-	kv, err := env.JS.KeyValue(ctx, "facestream-cache")
-	if err != nil {
-		return nil, fmt.Errorf("open result cache bucket: %w", err)
-	}
-	cfg := resultcache.Config{KV: kv, Entries: env.Config.Limits.CacheEntries}
-	if env.DB != nil {
-		cfg.Store = store.New(env.DB)
-	}
-	return resultcache.New(cfg), nil
+	return openCache(ctx, env)
 }
 
 // APIConfig is the HTTP edge's configuration from cfg.
@@ -44,13 +36,14 @@ func APIConfig(cfg config.Config) api.Config {
 		}
 	}
 	return api.Config{
-		MaxImageBytes:  int64(cfg.Limits.MaxImageBytes),
-		MaxPixels:      int64(cfg.Limits.MaxPixels),
-		MaxBodyBytes:   int64(cfg.HTTP.MaxBodyBytes),
-		InlineMax:      int64(cfg.Limits.InlinePayloadMax),
-		AnalyzeTimeout: cfg.HTTP.AnalyzeTimeout,
-		RateLimit:      cfg.HTTP.RateLimit,
-		CORSOrigins:    origins,
+		MaxImageBytes:    int64(cfg.Limits.MaxImageBytes),
+		MaxPixels:        int64(cfg.Limits.MaxPixels),
+		MaxBodyBytes:     int64(cfg.HTTP.MaxBodyBytes),
+		InlineMax:        int64(cfg.Limits.InlinePayloadMax),
+		AnalyzeTimeout:   cfg.HTTP.AnalyzeTimeout,
+		RateLimit:        cfg.HTTP.RateLimit,
+		CORSOrigins:      origins,
+		BacklogHighWater: cfg.HTTP.BacklogHighWater,
 	}
 }
 
@@ -120,8 +113,8 @@ func RunAPI(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	wait, err := serveAPI(ctx, env, pack, &health, reg, logger)
 	if err != nil {
-		return fmt.Errorf("run api: %w", err)
+		return errors.Join(fmt.Errorf("run api: %w", err), env.Cache.Close())
 	}
 	<-ctx.Done()
-	return wait()
+	return errors.Join(wait(), env.Cache.Close())
 }

@@ -46,11 +46,12 @@ func Connect(c config.NATS, name string, logger *slog.Logger, extra ...nats.Opti
 }
 
 // Apply creates or updates the streams, consumers and buckets of package
-// nats, with the retention settings of cfg.
+// nats, with the retention settings and the work stream's bounds of cfg.
 func Apply(ctx context.Context, js jetstream.JetStream, cfg config.Config, logger *slog.Logger, extra ...fsnats.Option) error {
 	opts := append([]fsnats.Option{
 		fsnats.WithTTL("facestream-images", cfg.Retention.ImageTTL),
 		fsnats.WithMaxAge("FACESTREAM_RESULTS", cfg.Retention.ResultsMaxAge),
+		fsnats.WithMaxMsgsPerSubject(fsnats.StreamWork, int64(cfg.NATS.WorkMaxPerStage)),
 		fsnats.WithReplicas(cfg.NATS.Replicas),
 		fsnats.WithLogger(logger),
 	}, extra...)

@@ -185,6 +185,7 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, ready f
 	if env.Cache, err = sharedCache(ctx, env); err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
+	defer func() { err = errors.Join(err, env.Cache.Close()) }()
 	stages, err := buildAll(ctx, env, AllStages())
 	if err != nil {
 		return fmt.Errorf("run: %w", err)

@@ -134,6 +134,9 @@ const (
 	// RejectInferenceUnavailable: ingest runs in cache-only mode (inference
 	// is down) and no stored result matches. Retryable: submit again later.
 	RejectInferenceUnavailable RejectReason = "inference_unavailable"
+	// RejectErased: the image was erased while it was in the pipeline; the
+	// aggregate stage stored nothing and deleted its payload and crops.
+	RejectErased RejectReason = "erased"
 )
 
 // ImageRejected is the data of image.rejected: the image will not be

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -75,6 +76,36 @@ func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, 
 	return p, nil
 }
 
+// ErrStreamFull matches a publish refused because the stream (or the
+// subject) is at its max_msgs, max_bytes or max_msgs_per_subject and
+// discards new messages (the work stream). It is
+// transient, not permanent: the stream drains as consumers ack. A producer
+// should tell its caller to come back later (the HTTP edge answers 503 with
+// Retry-After); the runner waits and publishes again.
+var ErrStreamFull = errors.New("stream full")
+
+// jsStreamStoreFailed is the JetStream API error code of a message the
+// stream refused to store (JSStreamStoreFailedF, nats-server/v2): with
+// discard new, its description is "maximum messages exceeded", "maximum
+// bytes exceeded" or "maximum messages per subject exceeded".
+const jsStreamStoreFailed = 10077
+
+func streamFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jsStreamStoreFailed {
+		return false
+	}
+	return strings.Contains(apiErr.Description, "maximum messages exceeded") ||
+		strings.Contains(apiErr.Description, "maximum bytes exceeded") ||
+		strings.Contains(apiErr.Description, "maximum messages per subject exceeded")
+}
+
+type streamFullError struct{ err error }
+
+func (e *streamFullError) Error() string        { return e.err.Error() }
+func (e *streamFullError) Unwrap() error        { return e.err }
+func (e *streamFullError) Is(target error) bool { return target == ErrStreamFull }
+
 // Publish fills in what e lacks — a random id, the publisher's source, the
 // current time — encodes it in binary mode with Nats-Msg-Id set to the event
 // id, publishes it and returns only once JetStream has stored it (the
@@ -84,7 +115,7 @@ func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, 
 // duplicate window, nothing is stored and the PubAck reports Duplicate:
 // re-publishing is harmless. Errors that retrying cannot fix (an invalid
 // event, a message above the max payload or the stream's max message size)
-// match ErrPermanent.
+// match ErrPermanent; a stream that is full matches ErrStreamFull.
 func (p *Publisher) Publish(ctx context.Context, e Event) (*jetstream.PubAck, error) {
 	e = p.complete(e)
 	msg, err := Encode(e)
@@ -104,6 +135,9 @@ func (p *Publisher) Publish(ctx context.Context, e Event) (*jetstream.PubAck, er
 	if err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
 			err = Permanent(err)
+		}
+		if streamFull(err) {
+			err = &streamFullError{err: err}
 		}
 		return nil, fmt.Errorf("publish %s %s to %s: %w", e.CloudEvent.Type(), e.CloudEvent.ID(), msg.Subject, err)
 	}

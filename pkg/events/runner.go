@@ -194,7 +194,9 @@ func (c RunnerConfig) Validate() error {
 // Runner runs one stage: it pulls the stage's input from a durable pull
 // consumer, calls the Handler with bounded concurrency and settles every
 // message (see Handler for the rules). Replicas of a stage each run a Runner
-// on the same consumer.
+// on the same consumer. An output refused because its stream is full
+// (ErrStreamFull) is published again until it fits, without using up one of
+// the input's deliveries.
 //
 // Metrics, all labelled stage=<stage>:
 //
@@ -440,7 +442,7 @@ func (r *Runner) process(ctx context.Context, lim limits, msg jetstream.Msg) {
 	r.metrics.handle.WithLabelValues(stage).Observe(time.Since(start).Seconds())
 	if err == nil {
 		pubStart := time.Now()
-		err = r.publishAll(settleCtx, in, outs)
+		err = r.publishAll(settleCtx, ctx, in, outs, logger)
 		r.metrics.steps.WithLabelValues(stage, StepPublish).Observe(time.Since(pubStart).Seconds())
 	}
 	if err == nil {
@@ -488,15 +490,34 @@ func (r *Runner) handle(ctx context.Context, d *Delivery, logger *slog.Logger) (
 }
 
 // publishAll publishes the outputs of in, one after another, each after its
-// predecessor's PubAck.
-func (r *Runner) publishAll(ctx context.Context, in Event, outs []Event) error {
+// predecessor's PubAck. While the output's stream is full (ErrStreamFull)
+// it waits and publishes again, the input kept alive by its heartbeat:
+// failing would only spend the input's deliveries (and dead-letter it in
+// the end) while the stages downstream drain the stream. It gives up when
+// stop ends (the runner's drain deadline).
+func (r *Runner) publishAll(ctx, stop context.Context, in Event, outs []Event, logger *slog.Logger) error {
 	for i, out := range outs {
 		out = r.inherit(in, out, i)
-		pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
-		_, err := r.pub.Publish(pctx, out)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("output %d of %d: %w", i+1, len(outs), err)
+		wait := 50 * time.Millisecond
+		for {
+			pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+			_, err := r.pub.Publish(pctx, out)
+			cancel()
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrStreamFull) || stop.Err() != nil {
+				return fmt.Errorf("output %d of %d: %w", i+1, len(outs), err)
+			}
+			if wait == 50*time.Millisecond {
+				logger.WarnContext(ctx, "output stream full; waiting for room", "output_type", out.CloudEvent.Type(), "err", err)
+			}
+			select {
+			case <-stop.Done():
+				return fmt.Errorf("output %d of %d: %w", i+1, len(outs), err)
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 2*time.Second)
 		}
 	}
 	return nil

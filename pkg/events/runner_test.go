@@ -652,3 +652,54 @@ func TestRunnerSurvivesServerRestart(t *testing.T) {
 		t.Errorf("run: %v", err)
 	}
 }
+
+// TestRunnerWaitsWhileTheOutputStreamIsFull: an output refused by a full
+// discard-new stream is published again once there is room; the input is
+// neither redelivered nor dead-lettered meanwhile, however long it waits.
+func TestRunnerWaitsWhileTheOutputStreamIsFull(t *testing.T) {
+	t.Parallel()
+	s := newStage(t, jetstream.ConsumerConfig{MaxDeliver: 2})
+	ctx := testCtx(t)
+	full, err := s.srv.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "FULL", Subjects: []string{"test.full"},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.MemoryStorage, Discard: jetstream.DiscardNew,
+		MaxMsgsPerSubject: 1, DiscardNewPerSubject: true}) // as the work stream
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.srv.JS.Publish(ctx, "test.full", []byte("filler")); err != nil {
+		t.Fatal(err)
+	}
+	// A direct publish into the full stream is ErrStreamFull, not permanent.
+	probe, err := events.New("probe", &events.ImageAccepted{Image: events.ImageInfo{ImageID: "probe", Format: "png"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.Subject = "test.full"
+	if _, err := s.pub.Publish(ctx, probe); !errors.Is(err, events.ErrStreamFull) || errors.Is(err, events.ErrPermanent) {
+		t.Fatalf("publish into a full stream: %v, want ErrStreamFull and not ErrPermanent", err)
+	}
+
+	s.input("a")
+	var calls atomic.Int32
+	stop := s.run(events.HandlerFunc(func(ctx context.Context, d *events.Delivery) ([]events.Event, error) {
+		calls.Add(1)
+		out := output(t, d)
+		out.Subject = "test.full"
+		return []events.Event{out}, nil
+	}), events.RunnerConfig{})
+
+	eventually(t, "handler called", func() bool { return calls.Load() == 1 })
+	time.Sleep(time.Second) // many retry periods (RetryBase 10 ms) and both allowed deliveries' worth
+	if n := msgCount(t, s.in); n != 1 || calls.Load() != 1 || msgCount(t, s.dlq) != 0 {
+		t.Fatalf("while full: input stream %d messages, %d handler calls, %d dead letters; want 1, 1, 0", n, calls.Load(), msgCount(t, s.dlq))
+	}
+	if err := full.DeleteMsg(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "output stored", func() bool { return msgCount(t, full) == 1 })
+	eventually(t, "input acked", func() bool { return msgCount(t, s.in) == 0 })
+	_ = stop()
+	if calls.Load() != 1 || msgCount(t, s.dlq) != 0 || s.outcome("acked") != 1 {
+		t.Errorf("%d handler calls, %d dead letters, %v acked; want 1, 0, 1", calls.Load(), msgCount(t, s.dlq), s.outcome("acked"))
+	}
+}

@@ -537,6 +537,10 @@ JOIN facestream.api_keys k ON k.id = u.api_key_id WHERE k.prefix = $1`, strings.
 		}
 	})
 
+	t.Run("erase images in flight: none is stored again", func(t *testing.T) {
+		eraseInFlight(t, e, writer, admin, reader, img1, img2, img19, img9)
+	})
+
 	t.Run("CLI against the server and locally", func(t *testing.T) {
 		root := stagetest.Env(t, "FACESTREAM_TESTDATA") + "/deepface/"
 		env := map[string]string{"FACESTREAM_SERVER": e.server.URL, "FACESTREAM_API_KEY": writer,

@@ -23,9 +23,9 @@ schemas = {
     "code": {"type": "string", "description": "stable machine-readable code", "enum": [
       "unauthorized", "forbidden", "not_found", "method_not_allowed", "rate_limited", "body_too_large", "image_too_large",
       "malformed_json", "unsupported_media_type", "invalid_request", "invalid_image", "no_face", "model_mismatch",
-      "timeout", "unavailable", "internal"]},
-    "reason": {"type": "string", "description": "the image's reject reason (events.RejectReason): empty, unsupported_format, too_large, too_many_pixels, decompression_bomb, truncated, corrupt, no_face, …"},
-    "retry_after": integer}),
+      "timeout", "unavailable", "overloaded", "internal"]},
+    "reason": {"type": "string", "description": "the image's reject reason (events.RejectReason): empty, unsupported_format, too_large, too_many_pixels, decompression_bomb, truncated, corrupt, no_face, erased (the image was erased while it was analysed: 404 not_found), …"},
+    "retry_after": {"type": "integer", "description": "seconds to wait before trying again (rate_limited, overloaded); also the Retry-After header"}}),
   "Options": S(type="object", additionalProperties=False, properties={"max_faces": integer, "min_face_size": integer, "skip_cache": boolean}),
   "Box": S(type="array", items=num, minItems=4, maxItems=4, description="[x1, y1, x2, y2] in pixels of the upright image"),
   "Landmarks": S(type="array", items=S(type="array", items=num, minItems=2, maxItems=2), minItems=5, maxItems=5),
@@ -101,6 +101,10 @@ def ok(code, schema, desc, headers=None):
     r["headers"] = headers
   return {str(code): r, "default": {"$ref": "#/components/responses/Problem"}}
 
+def submits(resp):
+  """The responses of an endpoint that submits images to the pipeline: also 503 overloaded."""
+  return dict(resp, **{"503": {"$ref": "#/components/responses/Overloaded"}})
+
 idp = [{"name": "id", "in": "path", "required": True, "schema": uuid}]
 def op(opid, summary, scope, resp, req=None, params=None, tags=None):
   o = {"operationId": opid, "summary": summary, "description": "Needs scope **%s**." % scope if scope else "", "responses": resp}
@@ -112,26 +116,26 @@ def op(opid, summary, scope, resp, req=None, params=None, tags=None):
 
 paths = {
   "/v1/images": {"post": op("submitImage", "Submit an image for asynchronous analysis", "write",
-      ok(202, "Accepted", "accepted: poll the Location", {"Location": {"schema": string}}), body("ImageRequest", "ImageUpload", raw=True))},
+      submits(ok(202, "Accepted", "accepted: poll the Location", {"Location": {"schema": string}})), body("ImageRequest", "ImageUpload", raw=True))},
   "/v1/images/{id}": {"parameters": idp,
       "get": op("getImage", "An image's status and stored results", "read", ok(200, "Image", "the image")),
-      "delete": op("eraseImage", "Erase an image for good (rows, payloads, crops, cache, stored results)", "admin", ok(204, None, "erased"))},
-  "/v1/analyze": {"post": op("analyze", "Analyse an image and wait for the result", "write", ok(200, "Image", "the analysis"), body("ImageRequest", "ImageUpload", raw=True))},
-  "/v1/compare": {"post": op("compare", "1:1 — two images (their largest faces) or two face ids", "write", ok(200, "CompareResult", "the comparison"), body("CompareRequest", "ImagesUpload"))},
-  "/v1/search": {"post": op("search", "Top-k similar faces of the tenant", "write", ok(200, "SearchResult", "the hits"), body("SearchRequest", "ImageUpload"))},
-  "/v1/batch": {"post": op("batch", "N images: per-image results and the similarity matrix of their largest faces", "write", ok(200, "BatchResult", "the batch"), body("BatchRequest", "ImagesUpload"))},
+      "delete": op("eraseImage", "Erase an image for good (rows, payloads, crops, cache, stored results, dead letters); an image still in the pipeline is never stored again; erasing it again removes any copy made since", "admin", ok(204, None, "erased"))},
+  "/v1/analyze": {"post": op("analyze", "Analyse an image and wait for the result", "write", submits(ok(200, "Image", "the analysis")), body("ImageRequest", "ImageUpload", raw=True))},
+  "/v1/compare": {"post": op("compare", "1:1 — two images (their largest faces) or two face ids", "write", submits(ok(200, "CompareResult", "the comparison")), body("CompareRequest", "ImagesUpload"))},
+  "/v1/search": {"post": op("search", "Top-k similar faces of the tenant", "write", submits(ok(200, "SearchResult", "the hits")), body("SearchRequest", "ImageUpload"))},
+  "/v1/batch": {"post": op("batch", "N images: per-image results and the similarity matrix of their largest faces", "write", submits(ok(200, "BatchResult", "the batch")), body("BatchRequest", "ImagesUpload"))},
   "/v1/subjects": {
       "post": op("createSubject", "Create a subject", "write", ok(201, "Subject", "created", {"Location": {"schema": string}}), body("SubjectRequest")),
       "get": op("listSubjects", "List subjects", "read", ok(200, "SubjectList", "the subjects"), params=[
         {"name": "name", "in": "query", "schema": string}, {"name": "limit", "in": "query", "schema": S(type="integer", minimum=1, maximum=1000)},
         {"name": "offset", "in": "query", "schema": S(type="integer", minimum=0)}])},
-  "/v1/subjects/identify": {"post": op("identify", "1:N identification against enrolled subjects (\"unknown\" below the threshold)", "write", ok(200, "IdentifyResult", "the answer"), body("IdentifyRequest", "ImageUpload"))},
+  "/v1/subjects/identify": {"post": op("identify", "1:N identification against enrolled subjects (\"unknown\" below the threshold)", "write", submits(ok(200, "IdentifyResult", "the answer")), body("IdentifyRequest", "ImageUpload"))},
   "/v1/subjects/{id}": {"parameters": idp,
       "get": op("getSubject", "A subject", "read", ok(200, "Subject", "the subject")),
       "patch": op("renameSubject", "Rename a subject or replace its metadata", "write", ok(200, "Subject", "the subject"), body("SubjectRequest")),
       "delete": op("eraseSubject", "Erase a subject with its reference faces", "admin", ok(204, None, "erased"))},
   "/v1/subjects/{id}/faces": {"parameters": idp,
-      "post": op("enroll", "Enrol a face (by id, or the best face of an uploaded image)", "write", ok(201, "Enrolled", "enrolled"), body("EnrollRequest", "ImageUpload"))},
+      "post": op("enroll", "Enrol a face (by id, or the best face of an uploaded image)", "write", submits(ok(201, "Enrolled", "enrolled")), body("EnrollRequest", "ImageUpload"))},
   "/healthz": {"get": op("healthz", "Liveness", None, ok(200, "Status", "alive"))},
   "/readyz": {"get": op("readyz", "Readiness: NATS, PostgreSQL, models", None, ok(200, "Status", "ready"))},
   "/metrics": {"get": op("metrics", "Prometheus metrics", None, {"200": {"description": "metrics", "content": {"text/plain": {"schema": string}}}})},
@@ -149,7 +153,10 @@ doc = {
   "components": {
     "schemas": schemas,
     "responses": {"Problem": {"description": "an error (RFC 9457)", "headers": {"Retry-After": {"schema": integer}},
-                              "content": {"application/problem+json": {"schema": ref("Problem")}}}},
+                              "content": {"application/problem+json": {"schema": ref("Problem")}}},
+                  "Overloaded": {"description": "code overloaded: the pipeline's work queue is above its high-water mark or full, the image was not taken on; send it again after Retry-After seconds (always set for overloaded). Also code unavailable: a dependency (the key store) cannot be reached.",
+                                 "headers": {"Retry-After": {"description": "seconds to wait", "schema": S(type="integer", minimum=1)}},
+                                 "content": {"application/problem+json": {"schema": ref("Problem")}}}},
     "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "fs_<prefix>_<secret>"},
                         "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
   },
