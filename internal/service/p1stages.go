@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/facestream/facestream/internal/resultcache"
 	"github.com/facestream/facestream/internal/stages/aggregate"
 	"github.com/facestream/facestream/internal/stages/ingest"
@@ -19,19 +21,43 @@ const StageRecorder = aggregate.ConsumerRecorder
 
 // cache returns the result cache of env: the in-process LRU, the
 // facestream-cache bucket and, when there is a database, the stored results.
-func cache(ctx context.Context, env *Env) (*resultcache.Cache, error) {
+// A cache made here follows erasures made anywhere (Watch, until ctx ends)
+// and comes with its Close; env's shared cache comes with a no-op.
+func cache(ctx context.Context, env *Env) (*resultcache.Cache, func() error, error) {
 	if env.Cache != nil {
-		return env.Cache, nil
+		return env.Cache, func() error { return nil }, nil
 	}
-	kv, err := env.JS.KeyValue(ctx, "facestream-cache")
+	c, err := openCache(ctx, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, c.Close, nil
+}
+
+// openCache opens a result cache on env (cache.entries in memory, the
+// facestream-cache bucket, the database when env has one) that follows
+// erasures made anywhere until ctx ends. Like the connection, it waits for
+// a NATS server that cannot be reached yet (retryUnreachable).
+func openCache(ctx context.Context, env *Env) (*resultcache.Cache, error) {
+	var kv jetstream.KeyValue
+	err := retryUnreachable(ctx, env.Logger, "open result cache bucket", func(actx context.Context) error {
+		var err error
+		kv, err = env.JS.KeyValue(actx, "facestream-cache")
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open result cache bucket: %w", err)
 	}
-	cfg := resultcache.Config{KV: kv}
+	cfg := resultcache.Config{KV: kv, Entries: env.Config.Limits.CacheEntries}
 	if env.DB != nil {
 		cfg.Store = store.New(env.DB)
 	}
-	return resultcache.New(cfg), nil
+	c := resultcache.New(cfg)
+	// The watch lives as long as ctx, not as one attempt's context.
+	if err := retryUnreachable(ctx, env.Logger, "watch result cache bucket", func(context.Context) error { return c.Watch(ctx) }); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // storeFactory returns the factory of the stages built from the store
@@ -40,7 +66,7 @@ func storeFactory(name string) (handlerFactory, bool) {
 	switch name {
 	case events.StageIngest:
 		return func(ctx context.Context, env *Env) (events.Handler, func() error, error) {
-			c, err := cache(ctx, env)
+			c, closeCache, err := cache(ctx, env)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -50,26 +76,32 @@ func storeFactory(name string) (handlerFactory, bool) {
 				DefaultPack: env.Config.Models.Pack,
 				CacheOnly:   env.Config.Stage.CacheOnly,
 			}, env.Blobs, c)
-			return h, nil, err
+			if err != nil {
+				return nil, nil, errors.Join(err, closeCache())
+			}
+			return h, closeCache, nil
 		}, true
 	case events.StageAggregate:
 		return func(ctx context.Context, env *Env) (events.Handler, func() error, error) {
 			if env.DB == nil {
 				return nil, nil, errors.New("aggregate needs the database")
 			}
-			c, err := cache(ctx, env)
+			c, closeCache, err := cache(ctx, env)
 			if err != nil {
 				return nil, nil, err
 			}
 			h, err := aggregate.New(store.New(env.DB), env.Blobs, c, nil)
-			return h, nil, err
+			if err != nil {
+				return nil, nil, errors.Join(err, closeCache())
+			}
+			return h, closeCache, nil
 		}, true
 	case StageRecorder:
 		return func(_ context.Context, env *Env) (events.Handler, func() error, error) {
 			if env.DB == nil {
 				return nil, nil, errors.New("the recorder needs the database")
 			}
-			h, err := aggregate.NewRecorder(store.New(env.DB), env.Config.Models.Pack)
+			h, err := aggregate.NewRecorder(store.New(env.DB), env.JS, env.Config.Models.Pack)
 			return h, nil, err
 		}, true
 	}

@@ -139,9 +139,16 @@ func BuildStage(ctx context.Context, env *Env, name string) (*Stage, error) {
 	return s, nil
 }
 
-// newStage makes the runner of handler h on stream > consumer.
+// newStage makes the runner of handler h on stream > consumer. A process
+// that starts while the NATS server restarts waits for its consumer as it
+// waits for the connection (retryUnreachable) instead of exiting.
 func newStage(ctx context.Context, env *Env, name, stream, consumer string, h events.Handler, closer func() error) (*Stage, error) {
-	cons, err := env.JS.Consumer(ctx, stream, consumer)
+	var cons jetstream.Consumer
+	err := retryUnreachable(ctx, env.Logger, "consumer "+stream+" > "+consumer, func(actx context.Context) error {
+		var err error
+		cons, err = env.JS.Consumer(actx, stream, consumer)
+		return err
+	})
 	if err != nil {
 		err = fmt.Errorf("build stage %s: consumer %s > %s: %w", name, stream, consumer, err)
 		if closer != nil {
