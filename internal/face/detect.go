@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 
@@ -38,11 +39,16 @@ type DetectorOptions struct {
 	// MinFaceSize drops faces whose shorter box side is below this many
 	// source pixels. 0 keeps all.
 	MinFaceSize float32
-	// SecondScale, when above 0, runs the network a second time with the
-	// image fitted into a SecondScale×SecondScale square (aspect kept) and
-	// merges both scales' candidates before NMS, so that faces too large for
-	// the anchors at the main scale (close-ups, selfies) are found. On a
-	// model with a fixed input the smaller picture is padded to that input.
+	// SecondScale, when above 0 and the main scale found no convincing
+	// face (one that looks upright and scores RotationAccept), runs the
+	// network a second time with the image fitted into a
+	// SecondScale×SecondScale square (aspect kept) and merges both scales'
+	// candidates before NMS, so that faces too large for the anchors at the
+	// main scale (close-ups, selfies) are found. A picture with a convincing
+	// face at the main scale has no room left for a face that large, so the
+	// second run is skipped there: it costs one more detector run per
+	// image otherwise. On a model with a fixed input the smaller picture is
+	// padded to that input.
 	SecondScale int
 	// TryRotations, when nothing convincing is found upright, also tries
 	// the image turned 90°, 180° and 270° and returns the faces of the turn
@@ -272,17 +278,33 @@ func (d *netDetector) scales() []scale {
 	return s
 }
 
-// detectUpright runs every scale on img, merges the candidates, applies NMS,
-// the minimum size and the max-faces selection.
+// detectUpright runs the main scale on img and, when that finds nothing
+// convincing, the second scale too (merging the candidates), then applies
+// NMS, the minimum size and the max-faces selection.
 func (d *netDetector) detectUpright(img *imaging.Image) ([]Face, error) {
-	var cands []candidate
-	for _, sc := range d.scales() {
-		var err error
-		cands, err = d.runScale(img, sc, cands)
-		if err != nil {
-			return nil, err
-		}
+	scales := d.scales()
+	cands, err := d.runScale(img, scales[0], nil)
+	if err != nil {
+		return nil, err
 	}
+	if len(scales) == 1 {
+		return d.finish(img, cands), nil
+	}
+	// finish reorders and filters in place: keep the candidates for the
+	// merge with the second scale.
+	faces := d.finish(img, slices.Clone(cands))
+	if _, best := uprightEvidence(faces, d.landmarks); best >= d.rotationAccept {
+		return faces, nil
+	}
+	if cands, err = d.runScale(img, scales[1], cands); err != nil {
+		return nil, err
+	}
+	return d.finish(img, cands), nil
+}
+
+// finish applies NMS to the candidates of img (reordering them), the
+// minimum size and the max-faces selection.
+func (d *netDetector) finish(img *imaging.Image, cands []candidate) []Face {
 	sortByScore(cands)
 	if d.arch == modelpack.ArchYuNet {
 		cands = nmsIntRects(cands, d.thresh, d.nmsThresh)
@@ -300,7 +322,7 @@ func (d *netDetector) detectUpright(img *imaging.Image) ([]Face, error) {
 		}
 		faces = append(faces, f)
 	}
-	return selectFaces(faces, d.opts.MaxFaces, d.opts.MaxFacesByArea, img.Width(), img.Height()), nil
+	return selectFaces(faces, d.opts.MaxFaces, d.opts.MaxFacesByArea, img.Width(), img.Height())
 }
 
 // runScale letterboxes img for one scale, runs the network, decodes and

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/facestream/facestream/internal/imaging"
 	"github.com/facestream/facestream/internal/modelpack"
@@ -334,7 +336,8 @@ func TestDetectOptions(t *testing.T) {
 
 // TestDetectSecondScale: a close-up whose face fills the frame. At 640 the
 // face is too large for SCRFD-500M's anchors; the second scale finds it,
-// and on ordinary photos it changes nothing.
+// and on ordinary photos it changes nothing and is not even run (a
+// convincing face at the main scale leaves no room for one that large).
 func TestDetectSecondScale(t *testing.T) {
 	img := detImage(t, "insightface/images/t1.jpg")
 	plain := detOpen(t, "det_500m", DetectorOptions{})
@@ -351,8 +354,13 @@ func TestDetectSecondScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"det_500m", "scrfd_500m_kps"} { // dynamic and fixed input
-		two := detOpen(t, name, DetectorOptions{SecondScale: 256})
+		var runs atomic.Int64
+		count := onnx.SessionConfig{Observe: func(string, int, time.Duration) { runs.Add(1) }}
+		two := detOpen(t, name, DetectorOptions{SecondScale: 256, RotationAccept: DefaultRotationAccept, Session: count})
 		got, err := two.Detect(closeUp)
+		if n := runs.Swap(0); n != 2 {
+			t.Errorf("%s close-up: %d detector runs, want 2 (nothing convincing at 640, then the second scale)", name, n)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -367,9 +375,13 @@ func TestDetectSecondScale(t *testing.T) {
 		if len(got) != 1 || got[0].Height() < 500 {
 			t.Errorf("%s close-up with a second scale: %v, want one face about 580 px tall", name, got)
 		}
+		runs.Store(0)
 		onPhoto, err := two.Detect(img)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if n := runs.Load(); n != 1 {
+			t.Errorf("%s t1.jpg: %d detector runs, want 1 (its faces are convincing at 640)", name, n)
 		}
 		if len(onPhoto) != len(faces) {
 			t.Errorf("%s t1.jpg with a second scale: %d faces, want %d", name, len(onPhoto), len(faces))

@@ -2,7 +2,10 @@ package face
 
 import (
 	"math"
+	"slices"
 	"testing"
+
+	"github.com/facestream/facestream/internal/imaging"
 
 	"github.com/facestream/facestream/internal/modelpack"
 )
@@ -85,4 +88,42 @@ func TestAttributeModelsBatchEqualSingle(t *testing.T) {
 			t.Errorf("crop %d: age/gender batched %+v, single %+v", i, gas[i], g1[0])
 		}
 	}
+}
+
+// TestCropTensorIsTheEngineInput: CropTensor builds exactly the tensor the
+// engine feeds the per-face models for an aligned crop.
+func TestCropTensorIsTheEngineInput(t *testing.T) {
+	rt, models, testdata := engTestEnv(t)
+	crops := engTestSmallLFW(t, testdata)[:3]
+	for _, kind := range []modelpack.Kind{modelpack.Emotion, modelpack.Recognizer, modelpack.GenderAge} {
+		m := engTestModel(t, kind)
+		r, err := newCropRunner(rt, models, m, engTestModelOptions(), 112)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range crops {
+			got, err := CropTensor(m, c)
+			if err != nil {
+				t.Fatalf("%s crop %d: %v", kind, i, err)
+			}
+			want := make([]float32, r.cropBytes())
+			r.norm.fill(want, c.BGR(), true)
+			if !slices.Equal(got.Data, want) || !slices.Equal(got.Shape, []int64{1, 3, int64(r.h), int64(r.w)}) {
+				t.Errorf("%s crop %d: CropTensor differs from the engine's input", kind, i)
+			}
+		}
+		_ = r.close()
+	}
+	if _, err := CropTensor(engTestModel(t, modelpack.Emotion), blank10(t)); err == nil {
+		t.Error("a 10x10 crop was accepted")
+	}
+}
+
+func blank10(t *testing.T) *imaging.Image {
+	t.Helper()
+	img, err := imaging.FromBGR(10, 10, make([]byte, 10*10*3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

@@ -1,6 +1,7 @@
 package face
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -252,4 +253,23 @@ func (r *cropRunner) close() error {
 		return nil
 	}
 	return r.sess.Close()
+}
+
+// CropTensor is the [1,3,H,W] input a per-face model m takes for one
+// aligned crop, normalised as the engine normalises it (colour order, mean,
+// std of the manifest). The crop must already have the model's input size
+// (m.InputWidth × m.InputHeight, 112×112 when the manifest gives none). It
+// lets a benchmark replay m's bare run on a real face.
+func CropTensor(m modelpack.Model, crop *imaging.Image) (onnx.Tensor, error) {
+	w, h := cmp.Or(m.InputWidth, 112), cmp.Or(m.InputHeight, 112)
+	if crop == nil || crop.Width() != w || crop.Height() != h {
+		return onnx.Tensor{}, fmt.Errorf("%s: crop is not %dx%d", m.Name, w, h)
+	}
+	norm, err := newPixelNorm(m.ColorOrder, m.Mean, m.Std)
+	if err != nil {
+		return onnx.Tensor{}, fmt.Errorf("%s: %w", m.Name, err)
+	}
+	t := onnx.NewTensor(1, 3, int64(h), int64(w))
+	norm.fill(t.Data, crop.BGR(), true)
+	return t, nil
 }
