@@ -16,7 +16,7 @@ GO ?= go
 GOTESTFLAGS ?= -count=1 -timeout 20m -tags matprofile
 BIN := $(ROOT)/bin
 
-.PHONY: all setup build run test bench lint fmt clean chaos fuzz
+.PHONY: all setup build run test bench lint fmt clean chaos fuzz overload
 
 all: build
 
@@ -45,6 +45,15 @@ chaos: setup
 		FACESTREAM_CHAOS_REPORT=$(ROOT)/reports \
 		$(GO) test $(GOTESTFLAGS) -timeout 60m -run '^TestChaos$$' -v ./test/chaos
 
+## overload: the pipeline and the HTTP edge at twice their measured capacity for OVERLOAD_DURATION
+## (2 min): bounded memory and backlog, 503 + Retry-After, nothing accepted lost; writes
+## reports/overload.{md,json}. `make test` runs it for 20 s.
+OVERLOAD_DURATION ?= 2m
+overload: setup
+	@mkdir -p $(ROOT)/reports
+	@FACESTREAM_OVERLOAD_DURATION=$(OVERLOAD_DURATION) FACESTREAM_OVERLOAD_REPORT=$(ROOT)/reports \
+		$(GO) test $(GOTESTFLAGS) -timeout 30m -run '^TestOverload$$' -v ./test/overload
+
 ## fuzz: every fuzz target for FUZZTIME each (image validation, OpenCV decoding, event decoding).
 FUZZTIME ?= 2m
 FUZZPARALLEL ?= 1
@@ -54,16 +63,24 @@ fuzz: setup
 	@$(GO) test -tags matprofile -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) ./pkg/events
 
 ## bench: the pipeline in one process and as the stage binaries against the raw model ceiling,
-## and search over 20,000 stored embeddings; report in bench-out/ (docs/benchmarks.md). ~3 minutes.
+## single-image POST /v1/analyze latency at half the in-process capacity (30 s),
+## and search over 20,000 stored embeddings; report in bench-out/ (docs/benchmarks.md). < 5 minutes.
 ## The testing.B benchmarks: go test -tags matprofile -run '^$$' -bench . ./internal/face/ ./pkg/onnx/
 bench: setup
 	@$(GO) build -o $(BIN)/ ./cmd/...
-	@$(BIN)/facestream bench --mode both --search-vectors 20000 --log-level warn --out bench-out
+	@$(BIN)/facestream bench --mode both --sync-duration 30s --search-vectors 20000 --log-level warn --out bench-out
 
 ## bench-search: similarity search over 1,000,000 stored embeddings (COPY, HNSW build, p50/p95, recall@10). Many minutes.
+## SEARCH_INDEX lists HNSW configurations built and measured one after the other over the same data
+## (m:ef_construction[:halfvec], or production: what ensure_embedding_index builds); SEARCH_EF the ef_search values.
+SEARCH_VECTORS ?= 1000000
+SEARCH_INDEX ?= production
+SEARCH_EF ?= 40,100,200,400
+SEARCH_OUT ?= bench-out/search-1m
 .PHONY: bench-search
 bench-search: build
-	@$(BIN)/facestream bench --mode none --search-vectors 1000000 --out bench-out/search-1m
+	@$(BIN)/facestream bench --mode none --search-vectors $(SEARCH_VECTORS) --search-index $(SEARCH_INDEX) \
+		--search-ef $(SEARCH_EF) --out $(SEARCH_OUT)
 
 ## lint: go vet plus staticcheck (installed through the Go module proxy).
 lint: setup

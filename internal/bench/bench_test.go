@@ -70,7 +70,7 @@ func TestWithDatabase(t *testing.T) {
 }
 
 func TestInterleave(t *testing.T) {
-	jobs := []job{{"a"}, {"a"}, {"a"}, {"b"}, {"c"}}
+	jobs := []job{{kind: "a"}, {kind: "a"}, {kind: "a"}, {kind: "b"}, {kind: "c"}}
 	got := interleave(jobs)
 	if len(got) != 5 || got[0].kind != "a" || got[1].kind != "b" || got[2].kind != "c" || got[3].kind != "a" {
 		t.Errorf("interleave = %v", got)

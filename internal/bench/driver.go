@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/facestream/facestream/internal/imaging"
 	fsnats "github.com/facestream/facestream/nats"
 	"github.com/facestream/facestream/pkg/events"
 )
@@ -26,18 +27,27 @@ type Outcome struct {
 	Latency   time.Duration `json:"latency_ns"`
 }
 
-// drive submits every image to the pipeline behind js, keeping at most
-// inFlight images between submission and result, and returns each image's
-// outcome in submission order. It reads results from an ordered consumer on
+// drive submits every image to the pipeline behind js (a path listed
+// again as a variant of its bytes (imaging.Variant), which the result cache does not know),
+// keeping at most inFlight images between submission and result, and
+// returns each image's outcome in submission order. It reads results from an ordered consumer on
 // the results stream (every type; so it follows pkg/events' subjects).
 func drive(ctx context.Context, js jetstream.JetStream, images []string, inFlight int, inlineMax int) ([]Outcome, error) {
 	data := make([][]byte, len(images))
+	repeats := map[string]int{}
 	for i, p := range images {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return nil, fmt.Errorf("drive: %w", err)
 		}
+		// A repeated image is sent as a variant: new bytes, same picture.
+		if repeats[p] > 0 {
+			if b, err = imaging.Variant(b, fmt.Sprintf("round %d", repeats[p])); err != nil {
+				return nil, fmt.Errorf("drive: %s: %w", p, err)
+			}
+		}
 		data[i] = b
+		repeats[p]++
 	}
 	pub, err := events.NewPublisher(js, events.WithSource("/facestream/bench"))
 	if err != nil {

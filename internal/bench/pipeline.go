@@ -47,8 +47,9 @@ type PipelineConfig struct {
 	Service config.Config
 	// Mode is InProcess or MultiProcess.
 	Mode string
-	// Images are the image files submitted, each once (the result cache
-	// would answer a repeat). Warmup more are submitted first and not counted.
+	// Images are the image files submitted; a path listed again is sent as
+	// a variant (the result cache would answer a byte-identical repeat).
+	// Warmup more are submitted first and not counted.
 	Images []string
 	Warmup []string
 	// InFlight bounds the images between submission and result.
@@ -90,11 +91,25 @@ type PipelineResult struct {
 	// (the second scale at 320 px and rotation retries included, all extra
 	// runs counted at 320 px), measured after the run; WorkEfficiency is
 	// pipeline ÷ it: the cost of everything that is not model work.
-	WorkCeiling    Ceiling   `json:"work_ceiling"`
-	WorkEfficiency float64   `json:"work_efficiency"`
-	Outcomes       []Outcome `json:"outcomes"`
-	Metrics        []string  `json:"metrics_exported"` // facestream_* names seen
-	CPUs           int       `json:"cpus"`
+	WorkCeiling    Ceiling `json:"work_ceiling"`
+	WorkEfficiency float64 `json:"work_efficiency"`
+	// CPUSeconds is the CPU time the pipeline spent over the run: this
+	// process (the in-process stages, or the embedded NATS server and the
+	// driver) plus the stage processes' process_cpu_seconds_total
+	// (multi-process). PostgreSQL's own processes are not counted.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// CPUEfficiency is the ceiling's CPU time per image ÷ the pipeline's:
+	// the share of the pipeline's CPU that went into the bare model work
+	// of the ceiling. Other load on the machine moves it far less than
+	// Efficiency (wall time), but it does not see cores left idle.
+	CPUEfficiency float64 `json:"cpu_efficiency"`
+	// LoadBefore and LoadAfter are the machine's 1-minute load average
+	// around the run (other work on a shared machine skews wall times).
+	LoadBefore float64   `json:"load_before,omitempty"`
+	LoadAfter  float64   `json:"load_after,omitempty"`
+	Outcomes   []Outcome `json:"outcomes"`
+	Metrics    []string  `json:"metrics_exported"` // facestream_* names seen
+	CPUs       int       `json:"cpus"`
 }
 
 // StageSplit is where one stage's time went, per message (ms).
@@ -167,7 +182,12 @@ func RunPipeline(ctx context.Context, cfg PipelineConfig) (*PipelineResult, erro
 	// The ceiling before the run, for the same number of images and the
 	// face count of the previous images (the warm-up's share is unknown
 	// here: one face per image, the test set's mean, is assumed).
-	before, err := measureCeiling(rt, pack, svc.Models.Dir, svc.ORT.IntraOpThreads, svc.ORT.Spinning, Workload{Images: len(cfg.Images), Faces: len(cfg.Images)})
+	crops, err := faceCrops(rt, pack, svc.Models.Dir, cfg.Images, 64)
+	if err != nil {
+		stop()
+		return nil, errors.Join(err, wait())
+	}
+	before, err := measureCeiling(rt, pack, svc.Models.Dir, svc.ORT.IntraOpThreads, svc.ORT.Spinning, Workload{Images: len(cfg.Images), Faces: len(cfg.Images), Crops: crops})
 	if err != nil {
 		stop()
 		return nil, errors.Join(err, wait())
@@ -182,7 +202,7 @@ func RunPipeline(ctx context.Context, cfg PipelineConfig) (*PipelineResult, erro
 	}
 	cfg.Logger.Info("measuring the raw model ceiling", "images", res.Images, "faces", res.Faces)
 	threads, spin := svc.ORT.IntraOpThreads, svc.ORT.Spinning
-	w := Workload{Images: res.Images, Faces: res.Faces}
+	w := Workload{Images: res.Images, Faces: res.Faces, Crops: crops}
 	if res.CeilingAfter, err = measureCeiling(rt, pack, svc.Models.Dir, threads, spin, w); err != nil {
 		return nil, err
 	}
@@ -197,6 +217,11 @@ func RunPipeline(ctx context.Context, cfg PipelineConfig) (*PipelineResult, erro
 	}
 	if res.Ceiling.ImagesPerSec > 0 {
 		res.Efficiency = res.ImagesPerSec / res.Ceiling.ImagesPerSec
+	}
+	if res.CPUSeconds > 0 && before.Images > 0 {
+		perImage := (before.CPUSeconds/float64(before.Images) + res.CeilingAfter.CPUSeconds/float64(res.CeilingAfter.Images)) / 2
+		res.Ceiling.CPUSeconds = perImage * float64(res.Images)
+		res.CPUEfficiency = res.Ceiling.CPUSeconds / res.CPUSeconds
 	}
 	for m, runs := range res.ModelRuns {
 		if strings.HasPrefix(m, "det") || strings.Contains(m, "scrfd") || strings.Contains(m, "yunet") {
@@ -251,6 +276,7 @@ func measure(ctx context.Context, cfg PipelineConfig, svc config.Config, natsURL
 	if err != nil {
 		return nil, err
 	}
+	load0, cpu0 := loadAvg(), processCPU()
 	cfg.Logger.Info("driving the pipeline", "mode", cfg.Mode, "images", len(cfg.Images), "in_flight", cfg.InFlight)
 	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	outs, err := drive(dctx, js, cfg.Images, cfg.InFlight, inline)
@@ -260,11 +286,19 @@ func measure(ctx context.Context, cfg PipelineConfig, svc config.Config, natsURL
 	}
 	// Let the last acks and metrics settle.
 	time.Sleep(200 * time.Millisecond)
+	cpu := processCPU() - cpu0
 	after, err := scrape(ctx, addrs)
 	if err != nil {
 		return nil, err
 	}
-	return summarizeRun(cfg.Mode, svc, outs, after.sub(before), after), nil
+	delta := after.sub(before)
+	res := summarizeRun(cfg.Mode, svc, outs, delta, after)
+	res.LoadBefore, res.LoadAfter = load0, loadAvg()
+	res.CPUSeconds = cpu
+	if cfg.Mode == MultiProcess {
+		res.CPUSeconds += delta["process_cpu_seconds_total"].Value
+	}
+	return res, nil
 }
 
 func summarizeRun(mode string, svc config.Config, outs []Outcome, delta, after snapshot) *PipelineResult {
@@ -328,30 +362,49 @@ func summarizeRun(mode string, svc config.Config, outs []Outcome, delta, after s
 
 // startInProcess runs service.RunAll on a random NATS port and metrics port.
 func startInProcess(ctx context.Context, svc config.Config, dataDir string, logger *slog.Logger) (string, []string, func() error, error) {
+	p, err := runAll(ctx, svc, dataDir, logger)
+	return p.natsURL, []string{p.metricsAddr}, p.wait, err
+}
+
+// inProcess is a service.RunAll started by runAll.
+type inProcess struct {
+	natsURL, metricsAddr, httpAddr string
+	// wait returns RunAll's error once ctx is done; never nil once runAll
+	// has returned.
+	wait func() error
+}
+
+// runAll runs service.RunAll (every stage, the embedded NATS server on a
+// random port, the HTTP API and the metrics server on free ports) until
+// ctx ends, and returns once it is ready.
+func runAll(ctx context.Context, svc config.Config, dataDir string, logger *slog.Logger) (inProcess, error) {
+	var (
+		p   inProcess
+		err error
+	)
 	svc.Data.Dir = dataDir
 	svc.NATS.Listen = "127.0.0.1:0"
-	maddr, err := freeAddr()
-	if err != nil {
-		return "", nil, nil, err
+	if p.metricsAddr, err = freeAddr(); err != nil {
+		return p, err
 	}
-	svc.Metrics.Addr = maddr
-	if svc.HTTP.Addr, err = freeAddr(); err != nil {
-		return "", nil, nil, err
+	if p.httpAddr, err = freeAddr(); err != nil {
+		return p, err
 	}
+	svc.Metrics.Addr, svc.HTTP.Addr = p.metricsAddr, p.httpAddr
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- service.RunAll(ctx, svc, logger.With("component", "pipeline"), func(url string) { ready <- url })
 	}()
-	wait := func() error { return <-done }
+	p.wait = func() error { return <-done }
 	select {
-	case url := <-ready:
-		return url, []string{maddr}, wait, nil
+	case p.natsURL = <-ready:
+		return p, nil
 	case err := <-done:
 		done <- err
-		return "", nil, wait, fmt.Errorf("bench: run: %w", err)
+		return p, fmt.Errorf("bench: run: %w", err)
 	case <-time.After(2 * time.Minute):
-		return "", nil, wait, errors.New("bench: the pipeline did not start within 2 minutes")
+		return p, errors.New("bench: the pipeline did not start within 2 minutes")
 	}
 }
 

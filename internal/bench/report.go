@@ -24,10 +24,11 @@ type Report struct {
 	Host      string            `json:"host"`
 	Pipelines []*PipelineResult `json:"pipelines,omitempty"`
 	Search    *SearchResult     `json:"search,omitempty"`
+	Sync      *SyncResult       `json:"sync,omitempty"`
 }
 
-// Write writes report.json, report.md and, per pipeline run,
-// pipeline-<mode>.png into dir.
+// Write writes report.json, report.md, per pipeline run
+// pipeline-<mode>.png and, with a sync-latency run, sync-latency.png into dir.
 func (r *Report) Write(dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -49,6 +50,13 @@ func (r *Report) Write(dir string) ([]string, error) {
 		}
 		files = append(files, p)
 	}
+	if r.Sync != nil {
+		p := filepath.Join(dir, syncChart)
+		if err := r.Sync.chart(p); err != nil {
+			return nil, fmt.Errorf("chart: %w", err)
+		}
+		files = append(files, p)
+	}
 	p = filepath.Join(dir, "report.md")
 	if err := os.WriteFile(p, []byte(r.Markdown()), 0o644); err != nil {
 		return nil, err
@@ -62,6 +70,9 @@ func (r *Report) Markdown() string {
 	fmt.Fprintf(&b, "# facestream benchmark\n\n`%s` — %s, %s\n\n", r.Command, r.Started.UTC().Format(time.RFC3339), r.Host)
 	for _, p := range r.Pipelines {
 		p.markdown(&b)
+	}
+	if r.Sync != nil {
+		r.Sync.markdown(&b)
 	}
 	if r.Search != nil {
 		r.Search.markdown(&b)
@@ -97,9 +108,16 @@ func (p *PipelineResult) markdown(b *strings.Builder) {
 	fmt.Fprintf(b, "| raw model ceiling (same work, %d worker(s) × %d intra-op threads, spinning %v) | %.2f images/s in %.2f s |\n",
 		c.Workers, c.IntraOpThreads, c.Spinning, c.ImagesPerSec, c.Seconds)
 	fmt.Fprintf(b, "| ceiling replays before / after the run | %.2f / %.2f images/s |\n", p.CeilingBefore.ImagesPerSec, p.CeilingAfter.ImagesPerSec)
+	fmt.Fprintf(b, "| ceiling inputs | per-face models on real aligned faces of the measured images; a synthetic pattern for: %s |\n", strings.Join(c.SyntheticInputs, ", "))
 	fmt.Fprintf(b, "| **efficiency** (pipeline ÷ ceiling: one detector run per image + per-face models) | **%.2f** |\n", p.Efficiency)
 	fmt.Fprintf(b, "| model-work ceiling (the detector runs the pipeline made: %d extra at 320 px) | %.2f images/s |\n", extraDet(p), p.WorkCeiling.ImagesPerSec)
-	fmt.Fprintf(b, "| efficiency against the pipeline's own model work | %.2f |\n\n", p.WorkEfficiency)
+	fmt.Fprintf(b, "| efficiency against the pipeline's own model work | %.2f |\n", p.WorkEfficiency)
+	if p.CPUSeconds > 0 && p.Images > 0 {
+		fmt.Fprintf(b, "| CPU per image: pipeline / ceiling (load-independent) | %.1f / %.1f ms |\n",
+			1000*p.CPUSeconds/float64(p.Images), 1000*p.Ceiling.CPUSeconds/float64(p.Images))
+		fmt.Fprintf(b, "| **CPU efficiency** (ceiling CPU ÷ pipeline CPU per image) | **%.2f** |\n", p.CPUEfficiency)
+	}
+	fmt.Fprintf(b, "| machine load average before / after the run (%d CPUs) | %.2f / %.2f |\n\n", p.CPUs, p.LoadBefore, p.LoadAfter)
 
 	b.WriteString("Raw model time per run in the ceiling replay (ms): ")
 	kinds := make([]string, 0, len(c.PerRunMS))
@@ -140,31 +158,12 @@ func (p *PipelineResult) chart(path string) error {
 			first = o.Submitted
 		}
 	}
-	h := plot.New()
-	h.Title.Text = fmt.Sprintf("End-to-end latency (%s, %d images)", p.Mode, len(lat))
-	h.X.Label.Text = "latency (ms)"
-	h.Y.Label.Text = "images"
-	hist, err := plotter.NewHist(lat, 30)
+	h, err := latencyHistogram(fmt.Sprintf("End-to-end latency (%s, %d images)", p.Mode, len(lat)), "images", lat,
+		mark{"p50", p.Latency.P50, color.RGBA{G: 150, A: 255}}, mark{"p95", p.Latency.P95, color.RGBA{R: 230, G: 140, A: 255}},
+		mark{"p99", p.Latency.P99, color.RGBA{R: 200, A: 255}})
 	if err != nil {
 		return err
 	}
-	hist.FillColor = color.RGBA{R: 70, G: 130, B: 180, A: 255}
-	h.Add(hist)
-	for _, q := range []struct {
-		name string
-		v    float64
-		c    color.RGBA
-	}{{"p50", p.Latency.P50, color.RGBA{G: 150, A: 255}}, {"p95", p.Latency.P95, color.RGBA{R: 230, G: 140, A: 255}}, {"p99", p.Latency.P99, color.RGBA{R: 200, A: 255}}} {
-		l, err := plotter.NewLine(plotter.XYs{{X: q.v, Y: 0}, {X: q.v, Y: maxBin(hist)}})
-		if err != nil {
-			return err
-		}
-		l.Color, l.Width, l.Dashes = q.c, vg.Points(2), []vg.Length{vg.Points(4), vg.Points(3)}
-		h.Add(l)
-		h.Legend.Add(fmt.Sprintf("%s %.0f ms", q.name, q.v), l)
-	}
-	h.Legend.Top = true
-	h.Y.Max = maxBin(hist) * 1.3 // room for the legend above the bars
 
 	// Completions per second, in 1 s bins.
 	bins := map[int]int{}
@@ -206,12 +205,52 @@ func (p *PipelineResult) chart(path string) error {
 	t.Y.Min = 0
 	t.Y.Max = max(t.Y.Max, p.Ceiling.ImagesPerSec*1.15)
 
+	return writeSideBySide(path, h, t)
+}
+
+// mark is a dashed vertical line of a latency histogram, with its legend.
+type mark struct {
+	name string
+	v    float64
+	c    color.RGBA
+}
+
+// latencyHistogram is a histogram of latencies (ms) in 30 bins with a
+// dashed line and a legend entry at each mark.
+func latencyHistogram(title, yLabel string, lat plotter.Values, marks ...mark) (*plot.Plot, error) {
+	h := plot.New()
+	h.Title.Text = title
+	h.X.Label.Text = "latency (ms)"
+	h.Y.Label.Text = yLabel
+	hist, err := plotter.NewHist(lat, 30)
+	if err != nil {
+		return nil, err
+	}
+	hist.FillColor = color.RGBA{R: 70, G: 130, B: 180, A: 255}
+	h.Add(hist)
+	for _, q := range marks {
+		l, err := plotter.NewLine(plotter.XYs{{X: q.v, Y: 0}, {X: q.v, Y: maxBin(hist)}})
+		if err != nil {
+			return nil, err
+		}
+		l.Color, l.Width, l.Dashes = q.c, vg.Points(2), []vg.Length{vg.Points(4), vg.Points(3)}
+		h.Add(l)
+		h.Legend.Add(fmt.Sprintf("%s %.0f ms", q.name, q.v), l)
+	}
+	h.Legend.Top = true
+	h.Y.Max = maxBin(hist) * 1.3 // room for the legend above the bars
+	return h, nil
+}
+
+// writeSideBySide draws two plots side by side into a 1200×480 pt PNG at
+// path.
+func writeSideBySide(path string, left, right *plot.Plot) error {
 	img := vgimg.New(vg.Points(1200), vg.Points(480))
 	dc := draw.New(img)
 	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Points(20), PadY: vg.Points(10), PadTop: vg.Points(10), PadBottom: vg.Points(10), PadLeft: vg.Points(10), PadRight: vg.Points(10)}
-	canvases := plot.Align([][]*plot.Plot{{h, t}}, tiles, dc)
-	h.Draw(canvases[0][0])
-	t.Draw(canvases[0][1])
+	canvases := plot.Align([][]*plot.Plot{{left, right}}, tiles, dc)
+	left.Draw(canvases[0][0])
+	right.Draw(canvases[0][1])
 	f, err := os.Create(path)
 	if err != nil {
 		return err

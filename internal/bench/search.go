@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +38,10 @@ type SearchConfig struct {
 	IntrinsicDim int
 	// EfSearch lists the hnsw.ef_search values measured.
 	EfSearch []int
+	// Indexes lists the index configurations built and measured one after
+	// the other over the same data and queries; empty is the production
+	// index alone (what ensure_embedding_index builds).
+	Indexes []SearchIndex
 	// MaintenanceWorkMem is the maintenance_work_mem of the index build.
 	MaintenanceWorkMem string
 	// Seed makes the data reproducible.
@@ -56,11 +59,10 @@ type SearchResult struct {
 	IntrinsicDim                      int
 	CopySeconds                       float64 // images + faces + embeddings
 	EmbeddingRowsPerSec               float64 // vectors ÷ CopySeconds
-	IndexBuildSeconds                 float64
 	MaintenanceWorkMem                string
-	IndexBytes                        int64
-	Points                            []SearchPoint
-	Chosen                            *SearchPoint
+	SharedBuffers                     string
+	// Indexes holds each index configuration measured, in the order built.
+	Indexes []*SearchIndexResult
 }
 
 // SearchPoint is top-10 search at one ef_search.
@@ -75,6 +77,11 @@ type SearchPoint struct {
 	// that exact top-10 finds which the index also returns: the matches
 	// that matter for recognition.
 	IdentityRecall float64 `json:"identity_recall"`
+	// IndexBlocks is the index blocks each query read (mean): the work of
+	// the search, which the machine's load does not change; IndexBlocksRead
+	// those of them that were not in shared_buffers (read from the OS).
+	IndexBlocks     float64 `json:"index_blocks"`
+	IndexBlocksRead float64 `json:"index_blocks_read"`
 }
 
 const searchTenant = "bench"
@@ -174,67 +181,33 @@ func RunSearch(ctx context.Context, cfg SearchConfig) (*SearchResult, error) {
 	res.SameIdentityCos, res.OtherIdentityCos = gen.sameCos.mean(), gen.otherCos.mean()
 	log.Info("copied", "seconds", res.CopySeconds, "identities", res.Identities)
 
-	// Build the index the way facestream does, with more memory.
-	start = time.Now()
+	// ANALYZE for the planner; VACUUM sets the visibility map as on a
+	// long-lived table.
+	if _, err := conn.Exec(ctx, "VACUUM ANALYZE facestream.embeddings"); err != nil {
+		return nil, err
+	}
+	if err := conn.QueryRow(ctx, "SHOW shared_buffers").Scan(&res.SharedBuffers); err != nil {
+		return nil, err
+	}
+	// Build each index the way facestream does (or with the configuration's
+	// parameters), with more memory, then sweep ef_search; drop it before
+	// the next.
 	if _, err := conn.Exec(ctx, "SET maintenance_work_mem = '"+cfg.MaintenanceWorkMem+"'"); err != nil {
 		return nil, err
 	}
 	if _, err := conn.Exec(ctx, "SET max_parallel_maintenance_workers = 1"); err != nil {
 		return nil, err
 	}
-	var index string
-	if err := conn.QueryRow(ctx, `SELECT facestream.ensure_embedding_index($1, $2)`, res.Model, cfg.Dim).Scan(&index); err != nil {
-		return nil, fmt.Errorf("search bench: build index: %w", err)
+	indexes := cfg.Indexes
+	if len(indexes) == 0 {
+		indexes = []SearchIndex{{}}
 	}
-	res.IndexBuildSeconds = time.Since(start).Seconds()
-	if err := conn.QueryRow(ctx, `SELECT pg_relation_size(format('facestream.%I', $1::text)::regclass)`, index).Scan(&res.IndexBytes); err != nil {
-		return nil, err
-	}
-	if _, err := conn.Exec(ctx, "VACUUM ANALYZE facestream.embeddings"); err != nil {
-		return nil, err
-	}
-	log.Info("index built", "seconds", res.IndexBuildSeconds, "bytes", res.IndexBytes)
-
-	for _, ef := range cfg.EfSearch {
-		// One untimed pass warms the index pages, then the timed pass.
-		for pass := range 2 {
-			var lat []time.Duration
-			var recalls, idRecalls []float64
-			for q, qv := range queries {
-				t0 := time.Now()
-				rows, err := conn.Query(ctx, `SELECT face_id FROM facestream.search_faces(p_tenant => $1, p_model => $2, p_query => $3, p_k => 10, p_ef_search => $4)`,
-					searchTenant, res.Model, pgvector.NewVector(qv), ef)
-				if err != nil {
-					return nil, fmt.Errorf("search bench: search: %w", err)
-				}
-				got, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-				if err != nil {
-					return nil, fmt.Errorf("search bench: search: %w", err)
-				}
-				lat = append(lat, time.Since(t0))
-				recalls = append(recalls, truth[q].recall(got))
-				idRecalls = append(idRecalls, truth[q].identityRecall(got, gen.rows[q]))
-			}
-			if pass == 0 {
-				continue
-			}
-			l := summarize(lat)
-			p := SearchPoint{EfSearch: ef, P50MS: l.P50, P95MS: l.P95, MeanMS: l.Mean, MinRecall: slices.Min(recalls)}
-			for _, r := range recalls {
-				p.Recall10 += r / float64(len(recalls))
-			}
-			for _, r := range idRecalls {
-				p.IdentityRecall += r / float64(len(idRecalls))
-			}
-			res.Points = append(res.Points, p)
-			log.Info("searched", "ef_search", ef, "p50_ms", p.P50MS, "p95_ms", p.P95MS, "recall@10", p.Recall10)
+	for i, c := range indexes {
+		r, err := measureIndex(ctx, conn, c, res.Model, cfg.Dim, cfg.EfSearch, queries, truth, gen.rows, i < len(indexes)-1, log)
+		if err != nil {
+			return nil, err
 		}
-	}
-	for i := range res.Points {
-		if res.Points[i].Recall10 >= 0.95 {
-			res.Chosen = &res.Points[i]
-			break
-		}
+		res.Indexes = append(res.Indexes, r)
 	}
 	return res, nil
 }
@@ -437,18 +410,33 @@ func (s *SearchResult) markdown(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "%d identities (clusters, %s; mean same-identity cosine %.2f, different identities %.2f), %d queries (new faces of stored identities), top-10 through `facestream.search_faces`, recall@10 against exact search; identity recall = the query identity's faces in the exact top 10 that the index also returns.\n\n",
 		s.Identities, shape, s.SameIdentityCos, s.OtherIdentityCos, s.Queries)
-	fmt.Fprintf(b, "| measure | value |\n|---|---|\n")
-	fmt.Fprintf(b, "| COPY images + faces + embeddings | %.1f s (%.0f embeddings/s) |\n", s.CopySeconds, s.EmbeddingRowsPerSec)
-	fmt.Fprintf(b, "| HNSW build (`ensure_embedding_index`, maintenance_work_mem %s) | %.1f s, %.0f MiB |\n\n", s.MaintenanceWorkMem, s.IndexBuildSeconds, float64(s.IndexBytes)/(1<<20))
-	fmt.Fprintf(b, "| ef_search | p50 ms | p95 ms | mean ms | recall@10 | worst query | identity recall |\n|---|---|---|---|---|---|---|\n")
-	for _, p := range s.Points {
-		fmt.Fprintf(b, "| %d | %.2f | %.2f | %.2f | %.3f | %.1f | %.3f |\n", p.EfSearch, p.P50MS, p.P95MS, p.MeanMS, p.Recall10, p.MinRecall, p.IdentityRecall)
+	fmt.Fprintf(b, "COPY images + faces + embeddings: %.1f s (%.0f embeddings/s). Index builds with maintenance_work_mem %s and one parallel worker; shared_buffers %s.\n\n",
+		s.CopySeconds, s.EmbeddingRowsPerSec, s.MaintenanceWorkMem, s.SharedBuffers)
+	b.WriteString("| index (m:ef_construction) | build s | size MiB | load avg before → after |\n|---|---|---|---|\n")
+	for _, r := range s.Indexes {
+		fmt.Fprintf(b, "| %s | %.1f | %.0f | %.2f → %.2f |\n", r.Index.label(), r.BuildSeconds, float64(r.Bytes)/(1<<20), r.LoadBefore, r.LoadAfter)
 	}
-	if s.Chosen != nil {
-		fmt.Fprintf(b, "\nChosen: ef_search %d — p95 %.2f ms at recall@10 %.3f.\n\n", s.Chosen.EfSearch, s.Chosen.P95MS, s.Chosen.Recall10)
-	} else {
-		b.WriteString("\nNo ef_search measured reached recall@10 0.95.\n\n")
+	b.WriteString("\n| index | ef_search | p50 ms | p95 ms | mean ms | recall@10 | worst query | identity recall | index blocks/query (not in shared_buffers) |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range s.Indexes {
+		for _, p := range r.Points {
+			fmt.Fprintf(b, "| %s | %d | %.2f | %.2f | %.2f | %.3f | %.1f | %.3f | %.0f (%.0f) |\n", r.Index, p.EfSearch, p.P50MS, p.P95MS, p.MeanMS, p.Recall10, p.MinRecall, p.IdentityRecall, p.IndexBlocks, p.IndexBlocksRead)
+		}
 	}
+	b.WriteString("\n")
+	for _, r := range s.Indexes {
+		if r.Index.Halfvec {
+			b.WriteString("halfvec indexes are searched with search_faces_query's SQL cast to halfvec and search_faces' hnsw settings (search_faces casts to vector, so it cannot use them).\n\n")
+			break
+		}
+	}
+	for _, r := range s.Indexes {
+		if r.Chosen != nil {
+			fmt.Fprintf(b, "- %s: recall@10 ≥ 0.95 first at ef_search %d, p95 %.2f ms (recall@10 %.3f).\n", r.Index, r.Chosen.EfSearch, r.Chosen.P95MS, r.Chosen.Recall10)
+		} else {
+			fmt.Fprintf(b, "- %s: no ef_search measured reached recall@10 0.95.\n", r.Index)
+		}
+	}
+	b.WriteString("\n")
 }
 
 // identityRecall is the share of the query identity's rows (first, count)

@@ -190,10 +190,22 @@ func (o *submitOptions) submit(ctx context.Context, pub *events.Publisher, blobs
 	if err != nil {
 		return "", fmt.Errorf("submit %s: %w", path, err)
 	}
-	if _, err := pub.Publish(ctx, e); err != nil {
-		return "", fmt.Errorf("submit %s: %w", path, err)
+	// The queue of new images is bounded (nats.work_max_per_stage): while it
+	// is full, wait for the pipeline to make room instead of failing.
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		_, err := pub.Publish(ctx, e)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, events.ErrStreamFull) {
+			return "", fmt.Errorf("submit %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("submit %s: %w", path, err)
+		case <-time.After(wait):
+		}
 	}
-	return id, nil
 }
 
 // describe renders one result as a line.
