@@ -2,6 +2,7 @@ package nats_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -214,7 +215,8 @@ func TestConsumerFiltersAreInsideTheirStreams(t *testing.T) {
 		if cfg.Durable != stage || cfg.AckPolicy != jetstream.AckExplicitPolicy || cfg.DeliverSubject != "" {
 			t.Errorf("consumer %s: %+v", stage, cfg)
 		}
-		if len(cfg.BackOff) == 0 || cfg.AckWait != cfg.BackOff[0] || cfg.MaxDeliver < len(cfg.BackOff) || cfg.MaxAckPending < 1 {
+		backoffOK := len(cfg.BackOff) == 0 || (cfg.AckWait == cfg.BackOff[0] && cfg.MaxDeliver >= len(cfg.BackOff))
+		if !backoffOK || cfg.AckWait <= 0 || cfg.MaxDeliver < 1 || cfg.MaxAckPending < 1 {
 			t.Errorf("consumer %s: ack wait %v, backoff %v, max deliver %d, max ack pending %d",
 				stage, cfg.AckWait, cfg.BackOff, cfg.MaxDeliver, cfg.MaxAckPending)
 		}
@@ -270,5 +272,107 @@ func TestMaxMsgSizeFitsTheAllInOneServer(t *testing.T) {
 				t.Errorf("publish %d bytes: err = %v, want ok=%v", len(big), err, tt.ok)
 			}
 		})
+	}
+}
+
+// TestApplyBoundsAnExistingWorkStream: a work stream created by an earlier
+// release (max age 1h, discard old, unbounded) is updated in place to the
+// bounded definition without losing its messages. Once a subject is full it
+// refuses a publish and keeps everything it holds, while the other subjects
+// — the stages' hand-offs — still take theirs.
+func TestApplyBoundsAnExistingWorkStream(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	ctx := testCtx(t)
+	defs, err := fsnats.Defaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old jetstream.StreamConfig
+	for _, s := range defs.Streams {
+		if s.Name == fsnats.StreamWork {
+			old = s.Config()
+		}
+	}
+	old.Storage, old.MaxAge, old.Discard, old.MaxMsgsPerSubject, old.DiscardNewPerSubject = jetstream.MemoryStorage, time.Hour, jetstream.DiscardOld, -1, false
+	if _, err := srv.JS.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := srv.JS.Publish(ctx, events.SubjectImageSubmitted, []byte("queued")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	changes, err := fsnats.Apply(ctx, srv.JS, fsnats.WithMemoryStorage(), fsnats.WithMaxMsgsPerSubject(fsnats.StreamWork, 5))
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	for _, c := range changes {
+		if c.Name == fsnats.StreamWork && c.Action != fsnats.Updated {
+			t.Errorf("work stream: %s, want updated", c.Action)
+		}
+	}
+	s, err := srv.JS.Stream(ctx, fsnats.StreamWork)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := info.Config; c.MaxAge != 0 || c.Discard != jetstream.DiscardNew || !c.DiscardNewPerSubject || c.MaxMsgsPerSubject != 5 || info.State.Msgs != 3 {
+		t.Fatalf("work stream after apply: max age %v, discard %v, new per subject %v, max per subject %d, %d messages; want 0, new, true, 5, 3",
+			c.MaxAge, c.Discard, c.DiscardNewPerSubject, c.MaxMsgsPerSubject, info.State.Msgs)
+	}
+
+	for range 2 {
+		if _, err := srv.JS.Publish(ctx, events.SubjectImageSubmitted, []byte("fits")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = srv.JS.Publish(ctx, events.SubjectImageSubmitted, []byte("one too many"))
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || !strings.Contains(apiErr.Description, "maximum messages per subject exceeded") {
+		t.Fatalf("publish into a full subject: %v, want maximum messages per subject exceeded", err)
+	}
+	// The next stage's hand-off still fits: no stage waits for submissions.
+	if _, err := srv.JS.Publish(ctx, events.SubjectImageAccepted, []byte("handed on")); err != nil {
+		t.Errorf("publish into another subject while image.submitted is full: %v", err)
+	}
+	if info, err := s.Info(ctx); err != nil || info.State.Msgs != 6 || info.State.FirstSeq != 1 {
+		t.Errorf("work stream: %+v, %v; want all 6 messages kept", info.State, err)
+	}
+}
+
+// TestApplyDropsAnOldBackOffList: a deployment whose aggregate consumer
+// still has the earlier release's BackOff list loses it in place.
+func TestApplyDropsAnOldBackOffList(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	ctx := testCtx(t)
+	old, err := fsnats.Defaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range old.Consumers {
+		if old.Consumers[i].Name == fsnats.ConsumerAggregate {
+			d := func(s string) fsnats.Duration { v, _ := time.ParseDuration(s); return fsnats.Duration(v) }
+			old.Consumers[i].BackOff = []fsnats.Duration{d("30s"), d("1m"), d("2m"), d("5m")}
+			old.Consumers[i].MaxDeliver = 8
+		}
+	}
+	if _, err := fsnats.Apply(ctx, srv.JS, fsnats.WithDefinitions(old), fsnats.WithMemoryStorage()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fsnats.Apply(ctx, srv.JS, fsnats.WithMemoryStorage()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := srv.JS.Consumer(ctx, fsnats.StreamWork, fsnats.ConsumerAggregate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := c.CachedInfo().Config; len(cfg.BackOff) != 0 || cfg.MaxDeliver != 10 || cfg.AckWait != 30*time.Second {
+		t.Errorf("aggregate after apply: backoff %v, max deliver %d, ack wait %v; want none, 10, 30s", cfg.BackOff, cfg.MaxDeliver, cfg.AckWait)
 	}
 }

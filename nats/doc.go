@@ -6,14 +6,19 @@
 // notes that explain its settings. Apply creates what is missing and
 // updates what differs, at start-up, idempotently; options adapt them to an
 // environment (memory storage for tests, replicas for a cluster, max ages,
-// the duplicate window, TTLs).
+// per-subject limits, the duplicate window, TTLs).
 //
 // # Streams
 //
 //   - FACESTREAM_WORK (work queue): facestream.image.submitted,
 //     facestream.image.accepted, facestream.faces.detected,
-//     facestream.faces.embedded, facestream.faces.analyzed. Max age 1h,
-//     duplicate window 10m.
+//     facestream.faces.embedded, facestream.faces.analyzed. No max age:
+//     bounded per subject (max_msgs_per_subject, discard new per subject),
+//     so a full subject refuses a publish and never deletes work, and each
+//     stage only ever waits for the stage after it, never for new
+//     submissions (WithMaxMsgsPerSubject sets the bound; Validate refuses a
+//     work-queue stream that could drop work or deadlock). Duplicate
+//     window 10m.
 //   - FACESTREAM_RESULTS (limits, 24h): facestream.image.analyzed,
 //     facestream.image.rejected, facestream.face.matched.
 //   - FACESTREAM_DLQ (limits, 14 days): facestream.dlq.> — one subject per
@@ -27,10 +32,13 @@
 // aggregate (faces.analyzed). Replicas of a stage share its consumer.
 // AckWait 30s — the runner sends in-progress heartbeats while a handler
 // works, so AckWait only bounds how soon a crashed replica's messages come
-// back. BackOff 30s, 1m, 2m, 5m spaces the redeliveries of messages nobody
-// answered (a crash loop) and is also the floor of the runner's retry delay
-// after a handler error. MaxDeliver 5 (aggregate 8): the runner
-// dead-letters the last failed delivery. MaxAckPending (64 for detect, up to
+// back. BackOff 30s, 1m, 2m, 5m on the model stages spaces the
+// redeliveries of messages nobody answered (an input that crashes the
+// process) and is also the floor of the runner's retry delay after a
+// handler error (BackOff[i] − AckWait). The database writers (aggregate,
+// recorder) have no BackOff, so they retry on the runner's delays and catch
+// up as soon as PostgreSQL is back. MaxDeliver 5 (aggregate and recorder
+// 10): the runner dead-letters the last failed delivery. MaxAckPending (64 for detect, up to
 // 256 elsewhere) is each stage's backpressure across all its replicas.
 //
 // # Buckets

@@ -21,10 +21,11 @@ import (
 //
 // Why a 30 s outage cannot dead-letter a message: the runner's retry delays
 // are RetryBase·2^(n-1) capped at RetryMax (1 s, 2 s, 4 s, … 60 s), so the
-// eight deliveries aggregate's and recorder's consumers allow
-// (nats/consumers, max_deliver 8) span 1+2+4+8+16+32+60 = 123 s of delays;
-// a message failing throughout an outage of T seconds uses about
-// log2(T)+1 deliveries — 6 for 30 s. The breaker only makes those failures
+// ten deliveries aggregate's and recorder's consumers allow
+// (nats/consumers, max_deliver 10, no BackOff list to floor the delays)
+// span 1+2+4+8+16+32+60+60+60 = 243 s of delays; a message failing
+// throughout an outage of T seconds uses about log2(T)+1 deliveries — 6 for
+// 30 s — and is retried at most about T seconds after the outage ends. The breaker only makes those failures
 // cheap; it never adds deliveries.
 const (
 	breakerTrips = 5
