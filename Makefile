@@ -77,10 +77,20 @@ SEARCH_VECTORS ?= 1000000
 SEARCH_INDEX ?= production
 SEARCH_EF ?= 40,100,200,400
 SEARCH_OUT ?= bench-out/search-1m
+## SEARCH_SHARED_BUFFERS (e.g. 4GB) runs it on a throwaway cluster with that shared_buffers
+## (scripts/pg-scratch.sh, in .pgscratch/) instead of FACESTREAM_DATABASE_URL's server.
+SEARCH_SHARED_BUFFERS ?=
 .PHONY: bench-search
 bench-search: build
+ifeq ($(SEARCH_SHARED_BUFFERS),)
 	@$(BIN)/facestream bench --mode none --search-vectors $(SEARCH_VECTORS) --search-index $(SEARCH_INDEX) \
 		--search-ef $(SEARCH_EF) --out $(SEARCH_OUT)
+else
+	@dsn=$$(bash scripts/pg-scratch.sh start $(ROOT)/.pgscratch 55432 $(SEARCH_SHARED_BUFFERS)) && \
+		trap 'bash scripts/pg-scratch.sh stop $(ROOT)/.pgscratch' EXIT && \
+		FACESTREAM_DATABASE_URL=$$dsn $(BIN)/facestream bench --mode none --search-vectors $(SEARCH_VECTORS) \
+		--search-index $(SEARCH_INDEX) --search-ef $(SEARCH_EF) --out $(SEARCH_OUT)
+endif
 
 ## lint: go vet plus staticcheck (installed through the Go module proxy).
 lint: setup
