@@ -106,7 +106,13 @@ func detectorPasses(svc config.Config, images [][]byte, logger *slog.Logger) (*s
 			return models, nil, fmt.Errorf("sync: image %d: %w", i, err)
 		}
 		t0 := time.Now()
-		img, err := imaging.Decode(data, imaging.DefaultLimits)
+		// Decoded as the detect stage decodes it: the detector runs on the
+		// reduced picture there, and its second scale depends on it.
+		cfg, err := imaging.DecodeConfig(data)
+		if err != nil {
+			return models, nil, fmt.Errorf("sync: image %d: %w", i, err)
+		}
+		img, err := imaging.DecodeReduced(data, imaging.DefaultLimits, imaging.Reduction(cfg, svc.Detection.DecodeMinSide))
 		if err != nil {
 			return models, nil, fmt.Errorf("sync: image %d: %w", i, err)
 		}

@@ -44,6 +44,9 @@ type Detection struct {
 	SecondScale int
 	// Rotations tries the picture turned when no upright face is convincing.
 	Rotations bool
+	// DecodeMinSide lets the detect stage decode a large JPEG reduced by 2,
+	// 4 or 8 while its longer side stays at least this long (0: whole).
+	DecodeMinSide int
 }
 
 // NATS is how a binary reaches the NATS server.
@@ -215,7 +218,7 @@ func Default() Config {
 		Limits:    Limits{MaxImageBytes: 20 << 20, MaxPixels: 40_000_000, InlinePayloadMax: 768 << 10, CacheEntries: 1024},
 		Retention: Retention{ImageTTL: 15 * time.Minute, ResultsMaxAge: 24 * time.Hour},
 		Data:      Data{Dir: ".data"},
-		Detection: Detection{SecondScale: 320},
+		Detection: Detection{SecondScale: 320, DecodeMinSide: 640},
 	}
 }
 

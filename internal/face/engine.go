@@ -182,14 +182,30 @@ func (e *Engine) GenderAge() *GenderAgeModel { return e.ga }
 // Emotion is the engine's expression model, or nil.
 func (e *Engine) Emotion() *EmotionModel { return e.emo }
 
-// AnalyzeBytes decodes an encoded image (with imaging.DefaultLimits) and
-// analyses it.
+// AnalyzeBytes decodes an encoded image whole (with imaging.DefaultLimits)
+// and analyses it.
 func (e *Engine) AnalyzeBytes(data []byte, opts AnalyzeOptions) ([]FaceResult, error) {
-	img, err := imaging.Decode(data, imaging.DefaultLimits)
+	return e.AnalyzeEncoded(data, DecodeOptions{}, opts)
+}
+
+// AnalyzeEncoded decodes an encoded image as d says and analyses it as the
+// pipeline does: the detector runs on the (possibly reduced) picture, the
+// crops come from Picture.ForCrops, and boxes, landmarks and quality are in
+// the stored picture's coordinates.
+func (e *Engine) AnalyzeEncoded(data []byte, d DecodeOptions, opts AnalyzeOptions) ([]FaceResult, error) {
+	p, err := DecodePicture(data, d)
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %w", err)
 	}
-	return e.Analyze(img, opts)
+	found, err := e.det.Detect(p.Image())
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
+	stored := p.ToStored(found)
+	if p, err = p.ForCrops(data, stored); err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
+	return e.describe(p.Image(), p.FromStored(stored), stored, opts)
 }
 
 // Analyze detects the faces in img and describes each one. No face is an
@@ -205,6 +221,13 @@ func (e *Engine) Analyze(img *imaging.Image, opts AnalyzeOptions) ([]FaceResult,
 
 // Describe is Analyze for faces already detected in img.
 func (e *Engine) Describe(img *imaging.Image, faces []Face, opts AnalyzeOptions) ([]FaceResult, error) {
+	return e.describe(img, faces, faces, opts)
+}
+
+// describe cuts the crops of faces (in img's coordinates) and reports each
+// face as stored (the same faces in the stored picture's coordinates, which
+// its box, landmarks and quality are given in).
+func (e *Engine) describe(img *imaging.Image, faces, stored []Face, opts AnalyzeOptions) ([]FaceResult, error) {
 	if len(faces) == 0 {
 		return []FaceResult{}, nil
 	}
@@ -219,12 +242,13 @@ func (e *Engine) Describe(img *imaging.Image, faces []Face, opts AnalyzeOptions)
 			return nil, fmt.Errorf("analyze face %d: %w", i, err)
 		}
 		crops[i] = crop
-		pose := EstimatePose(f.Landmarks)
-		q, err := MeasureQuality(crop, f, pose, e.opts.Quality)
+		s := stored[i]
+		pose := EstimatePose(s.Landmarks)
+		q, err := MeasureQuality(crop, s, pose, e.opts.Quality)
 		if err != nil {
 			return nil, fmt.Errorf("analyze face %d: %w", i, err)
 		}
-		res[i] = FaceResult{Box: f.Box, Landmarks: f.Landmarks, Score: f.Score, Pose: pose, Quality: q}
+		res[i] = FaceResult{Box: s.Box, Landmarks: s.Landmarks, Score: s.Score, Pose: pose, Quality: q}
 	}
 	if opts.Embedding && e.rec != nil {
 		embs, err := e.rec.EmbedImages(e.cropsFor(img, faces, crops, e.rec.r.w))

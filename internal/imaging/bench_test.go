@@ -1,6 +1,11 @@
 package imaging_test
 
 import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/facestream/facestream/internal/imaging"
@@ -51,5 +56,46 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := imaging.Decode(data, imaging.DefaultLimits); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDecodeTestSet decodes every JPEG of the test set (the images
+// `facestream bench` drives) whole and reduced as the detect stage's
+// default allows (longer side at least 640); one op is the whole set.
+func BenchmarkDecodeTestSet(b *testing.B) {
+	dir := os.Getenv("FACESTREAM_TESTDATA")
+	if dir == "" {
+		b.Fatal("FACESTREAM_TESTDATA is not set (the Makefile sets it to ../shared/testdata)")
+	}
+	var files [][]byte
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if ext := strings.ToLower(filepath.Ext(p)); ext == ".jpg" || ext == ".jpeg" {
+			data, err := os.ReadFile(p)
+			files = append(files, data)
+			return err
+		}
+		return nil
+	})
+	if err != nil || len(files) == 0 {
+		b.Fatalf("%d JPEGs under %s: %v", len(files), dir, err)
+	}
+	for _, minSide := range []int{0, 640} {
+		b.Run(fmt.Sprintf("min-side-%d", minSide), func(b *testing.B) {
+			for b.Loop() {
+				for _, data := range files {
+					c, err := imaging.DecodeConfig(data)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := imaging.DecodeReduced(data, imaging.DefaultLimits, imaging.Reduction(c, minSide)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N)/float64(len(files)), "ms/image")
+		})
 	}
 }

@@ -155,6 +155,27 @@ func (l Limits) Check(c Config) error {
 // before any pixel buffer is allocated. EXIF orientation is ignored: the
 // pixels come out as stored.
 func Decode(data []byte, lim Limits) (*Image, error) {
+	return DecodeReduced(data, lim, 1)
+}
+
+// reducedFlags are OpenCV's read flags for a colour picture reduced by 1,
+// 2, 4 or 8.
+var reducedFlags = map[int]gocv.IMReadFlag{
+	1: gocv.IMReadColor, 2: gocv.IMReadReducedColor2, 4: gocv.IMReadReducedColor4, 8: gocv.IMReadReducedColor8,
+}
+
+// DecodeReduced decodes data as Decode does, reduced by factor (1, 2, 4 or
+// 8): the result is about width/factor × height/factor. A JPEG is reduced
+// as it is decoded (libjpeg's scaled inverse DCT: the entropy decoding stays
+// whole, the inverse transform, upsampling and colour conversion shrink
+// with the picture); other formats are decoded whole and then resized by
+// OpenCV. The limits apply to the stored size. Use Reduction to choose the
+// factor.
+func DecodeReduced(data []byte, lim Limits, factor int) (*Image, error) {
+	flags, ok := reducedFlags[factor]
+	if !ok {
+		return nil, fmt.Errorf("decode image: reduction %d, want 1, 2, 4 or 8", factor)
+	}
 	if lim.MaxBytes > 0 && int64(len(data)) > lim.MaxBytes {
 		return nil, fmt.Errorf("decode image: %d bytes over %d: %w", len(data), lim.MaxBytes, ErrTooLarge)
 	}
@@ -165,7 +186,7 @@ func Decode(data []byte, lim Limits) (*Image, error) {
 	if err := lim.Check(cfg); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", cfg.Format, err)
 	}
-	mat, err := gocv.IMDecode(data, gocv.IMReadColor|gocv.IMReadIgnoreOrientation)
+	mat, err := gocv.IMDecode(data, flags|gocv.IMReadIgnoreOrientation)
 	if err != nil {
 		return nil, fmt.Errorf("decode %s: %w: %w", cfg.Format, ErrCorrupt, err)
 	}
@@ -179,4 +200,20 @@ func Decode(data []byte, lim Limits) (*Image, error) {
 		return nil, fmt.Errorf("decode %s: %w", cfg.Format, err)
 	}
 	return img, nil
+}
+
+// Reduction is the largest factor of DecodeReduced (1, 2, 4 or 8) that
+// keeps the longer side of the picture c declares at least minSide, for a
+// JPEG; 1 for other formats, whose decoding a reduction does not make
+// cheaper, and when minSide is 0 or less.
+func Reduction(c Config, minSide int) int {
+	if c.Format != JPEG || minSide <= 0 {
+		return 1
+	}
+	long := max(c.Width, c.Height)
+	r := 1
+	for r < 8 && (long+2*r-1)/(2*r) >= minSide {
+		r *= 2
+	}
+	return r
 }

@@ -75,6 +75,8 @@ var factories = map[string]handlerFactory{
 			Blobs:     env.Blobs,
 			Limits:    decodeLimits(env.Config),
 			Logger:    env.Logger,
+
+			DecodeMinSide: env.Config.Detection.DecodeMinSide,
 		})
 		return h, nil, err
 	},

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	pgvec "github.com/pgvector/pgvector-go"
 
+	"github.com/facestream/facestream/internal/config"
 	"github.com/facestream/facestream/internal/face"
 	"github.com/facestream/facestream/internal/imaging"
 	"github.com/facestream/facestream/internal/stages/stagetest"
@@ -160,14 +161,15 @@ func engineResults(t *testing.T, eng *face.Engine, subs []submission, orient map
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			img, err := imaging.Decode(s.data, imaging.DefaultLimits)
-			if err != nil {
+			// Decoded as the detect stage decodes it (reduced when large).
+			dec := face.DecodeOptions{MinSide: config.Default().Detection.DecodeMinSide, Orientation: orient[s.id]}
+			if _, err := face.DecodePicture(s.data, dec); err != nil {
 				mu.Lock()
 				out[s.id] = nil
 				mu.Unlock()
 				return
 			}
-			res, err := eng.Analyze(img.Orient(orient[s.id]), face.AnalyzeOptions{Embedding: true, NoAttributes: true})
+			res, err := eng.AnalyzeEncoded(s.data, dec, face.AnalyzeOptions{Embedding: true, NoAttributes: true})
 			if err != nil {
 				t.Errorf("%s: engine: %v", s.path, err)
 				return

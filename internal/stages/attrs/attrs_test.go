@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/facestream/facestream/internal/face"
-	"github.com/facestream/facestream/internal/imaging"
 	"github.com/facestream/facestream/internal/stages/attrs"
 	"github.com/facestream/facestream/internal/stages/detect"
 	"github.com/facestream/facestream/internal/stages/embed"
@@ -16,12 +15,14 @@ import (
 )
 
 // detect → embed → attrs on real photos gives the face engine's own
-// analysis: age, gender, emotion, pose and quality per face.
+// analysis: age, gender, emotion, pose and quality per face, with the
+// detect stage decoding large JPEGs reduced (couple.jpg and img1.jpg at ½)
+// as the service does by default.
 func TestAttrsEqualEngine(t *testing.T) {
 	eng, pack := stagetest.Engine(t)
 	_, blobs := stagetest.JetStream(t)
 	ctx := context.Background()
-	det, err := detect.New(detect.Config{Pack: pack, Detector: eng.Detector(), GenderAge: eng.GenderAge(), Blobs: blobs, InlineMax: 40000})
+	det, err := detect.New(detect.Config{Pack: pack, Detector: eng.Detector(), GenderAge: eng.GenderAge(), Blobs: blobs, InlineMax: 40000, DecodeMinSide: 640})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,11 +51,7 @@ func TestAttrsEqualEngine(t *testing.T) {
 		var fa events.FacesAnalyzed
 		stagetest.Output(t, outs, err, &fa)
 
-		img, err := imaging.Decode(data, imaging.DefaultLimits)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := eng.Analyze(img, face.AnalyzeOptions{Embedding: true})
+		want, err := eng.AnalyzeEncoded(data, face.DecodeOptions{MinSide: 640}, face.AnalyzeOptions{Embedding: true})
 		if err != nil {
 			t.Fatal(err)
 		}

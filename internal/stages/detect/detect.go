@@ -32,6 +32,13 @@ type Config struct {
 	InlineMax int
 	// Limits bound decoding; imaging.DefaultLimits by default.
 	Limits imaging.Limits
+	// DecodeMinSide, when above 0, lets a large JPEG be decoded reduced by
+	// 2, 4 or 8 as long as its longer side stays at least this many pixels
+	// (face.DecodeOptions.MinSide; 640, the detector's input, is the natural
+	// value). Faces too small in the reduced picture for full-resolution
+	// crops (face.CropMinFace) are cut from a second, less reduced decode.
+	// 0 decodes every picture whole.
+	DecodeMinSide int
 	// Logger receives the stage's logs (component=stages.detect).
 	Logger *slog.Logger
 }
@@ -94,23 +101,28 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 		return nil, fmt.Errorf("detect: load image: %w", err)
 	}
 	t0 = time.Now()
-	img, err := imaging.Decode(data, h.cfg.Limits)
+	pic, err := face.DecodePicture(data, face.DecodeOptions{Limits: h.cfg.Limits, MinSide: h.cfg.DecodeMinSide, Orientation: in.Image.Orientation})
 	if err != nil {
 		return h.reject(in, events.RejectCorrupt, err.Error())
 	}
-	img = img.Orient(in.Image.Orientation)
 	events.ObserveStep(ctx, events.StepDecode, time.Since(t0))
 
 	t0 = time.Now()
-	found, err := h.cfg.Detector.Detect(img)
+	found, err := h.cfg.Detector.Detect(pic.Image())
 	events.ObserveStep(ctx, events.StepInference, time.Since(t0))
 	if err != nil {
 		return nil, fmt.Errorf("detect: %w", err)
 	}
-	found = Select(found, opts)
+	found = Select(pic.ToStored(found), opts)
 	if len(found) == 0 {
 		return h.reject(in, events.RejectNoFace, "no face found")
 	}
+	t0 = time.Now()
+	if pic, err = pic.ForCrops(data, found); err != nil {
+		return nil, events.Permanent(fmt.Errorf("detect: decode for crops: %w", err))
+	}
+	events.ObserveStep(ctx, events.StepDecode, time.Since(t0))
+	img, cropFaces := pic.Image(), pic.FromStored(found)
 
 	out := events.FacesDetected{
 		Image:    in.Image,
@@ -124,7 +136,7 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 	for i, f := range found {
 		idx[i] = i
 		out.Faces[i] = events.Face{Index: i, Box: f.Box, Landmarks: f.Landmarks, Score: f.Score}
-		c, _, err := face.AlignedCrop(img, f.Landmarks, 112)
+		c, _, err := face.AlignedCrop(img, cropFaces[i].Landmarks, 112)
 		if err != nil {
 			return nil, events.Permanent(fmt.Errorf("detect: align face %d: %w", i, err))
 		}
@@ -138,7 +150,7 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 	if ga := h.cfg.GenderAge; ga != nil && ga.Crop() == modelpack.CropBBox {
 		w, hh := ga.InputSize()
 		centred := make([][]byte, len(found))
-		for i, f := range found {
+		for i, f := range cropFaces {
 			c, err := ga.CropImage(img, f)
 			if err != nil {
 				return nil, events.Permanent(fmt.Errorf("detect: crop face %d: %w", i, err))

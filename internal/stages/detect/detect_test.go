@@ -13,11 +13,15 @@ import (
 	"github.com/facestream/facestream/pkg/events"
 )
 
-func newHandler(t *testing.T, inlineMax int) (*detect.Handler, *events.BlobStore) {
+func newHandler(t *testing.T, inlineMax int, edit ...func(*detect.Config)) (*detect.Handler, *events.BlobStore) {
 	t.Helper()
 	eng, pack := stagetest.Engine(t)
 	_, blobs := stagetest.JetStream(t)
-	h, err := detect.New(detect.Config{Pack: pack, Detector: eng.Detector(), GenderAge: eng.GenderAge(), Blobs: blobs, InlineMax: inlineMax})
+	cfg := detect.Config{Pack: pack, Detector: eng.Detector(), GenderAge: eng.GenderAge(), Blobs: blobs, InlineMax: inlineMax}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	h, err := detect.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
