@@ -114,7 +114,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, c *call) {
 	rows, err := s.d.DB.Query(r.Context(), `
 SELECT r.face_id::text, r.image_id::text, coalesce(r.subject_id::text, ''), r.similarity,
        f.box_x1, f.box_y1, f.box_x2, f.box_y2, i.source, i.submitted_at
-FROM facestream.search_faces($1, $2, $3, $4, $5, $6) r
+FROM facestream.search_faces($1, $2, $3, $4, $5, $6, $14) r
 JOIN facestream.faces f ON f.tenant_id = $1 AND f.id = r.face_id
 JOIN facestream.images i ON i.tenant_id = $1 AND i.id = r.image_id
 WHERE r.image_id::text <> $7 AND r.face_id::text <> $8
@@ -125,7 +125,7 @@ WHERE r.image_id::text <> $7 AND r.face_id::text <> $8
 ORDER BY r.similarity DESC
 LIMIT $13`,
 		c.tenant(), q.face.model, pgvector.NewVector(q.face.vector), candidates, req.MinSimilarity, f.EnrolledOnly || f.SubjectID != "",
-		excludeImage(req.FaceID, q.imageID), q.face.ID, f.SubjectID, f.From, f.To, f.Source, req.K)
+		excludeImage(req.FaceID, q.imageID), q.face.ID, f.SubjectID, f.From, f.To, f.Source, req.K, s.cfg.EfSearch)
 	if err != nil {
 		writeProblem(w, r, s.internal(r.Context(), "search", err))
 		return

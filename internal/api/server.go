@@ -52,6 +52,8 @@ type Config struct {
 	CORSOrigins []string
 	// MaxBatch bounds the images of one POST /v1/batch.
 	MaxBatch int
+	// EfSearch is hnsw.ef_search for search and identify (100 if 0).
+	EfSearch int
 	// BacklogHighWater is the percentage of the work stream's per-stage
 	// limit that the whole stream may hold before new images are refused
 	// with 503 (50 if 0).
@@ -125,6 +127,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 16
+	}
+	if cfg.EfSearch <= 0 {
+		cfg.EfSearch = 100
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)

@@ -245,8 +245,8 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request, c *call) {
 	if !ok {
 		return
 	}
-	rows, err := s.d.DB.Query(r.Context(), `SELECT subject_id::text, name, similarity, face_id::text FROM facestream.identify($1, $2, $3, $4)`,
-		c.tenant(), q.face.model, pgvector.NewVector(q.face.vector), req.K)
+	rows, err := s.d.DB.Query(r.Context(), `SELECT subject_id::text, name, similarity, face_id::text FROM facestream.identify($1, $2, $3, $4, NULL, $5)`,
+		c.tenant(), q.face.model, pgvector.NewVector(q.face.vector), req.K, s.cfg.EfSearch)
 	if err != nil {
 		writeProblem(w, r, s.internal(r.Context(), "identify", err))
 		return

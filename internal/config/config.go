@@ -30,6 +30,14 @@ type Config struct {
 	Data      Data
 	Tracing   Tracing
 	Detection Detection
+	Search    Search
+}
+
+// Search tunes the similarity searches of the HTTP API.
+type Search struct {
+	// EfSearch is pgvector's hnsw.ef_search for POST /v1/search and
+	// /v1/subjects/identify: recall against latency (at least k is used).
+	EfSearch int
 }
 
 // Tracing configures OpenTelemetry tracing.
@@ -219,6 +227,7 @@ func Default() Config {
 		Retention: Retention{ImageTTL: 15 * time.Minute, ResultsMaxAge: 24 * time.Hour},
 		Data:      Data{Dir: ".data"},
 		Detection: Detection{SecondScale: 320, DecodeMinSide: 640},
+		Search:    Search{EfSearch: 100},
 	}
 }
 

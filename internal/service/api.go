@@ -44,6 +44,7 @@ func APIConfig(cfg config.Config) api.Config {
 		RateLimit:        cfg.HTTP.RateLimit,
 		CORSOrigins:      origins,
 		BacklogHighWater: cfg.HTTP.BacklogHighWater,
+		EfSearch:         cfg.Search.EfSearch,
 	}
 }
 
