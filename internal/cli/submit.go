@@ -74,7 +74,6 @@ did not arrive within --timeout.`,
 // pending is a submitted image waiting for its result.
 type pending struct {
 	path string
-	size int
 }
 
 func (o *submitOptions) run(cmd *cobra.Command, args []string) error {

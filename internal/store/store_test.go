@@ -276,10 +276,10 @@ func TestIDs(t *testing.T) {
 	if got := store.ImageUUID(u).String(); got != u {
 		t.Errorf("ImageUUID(uuid) = %s", got)
 	}
-	if store.ImageUUID("a") == store.ImageUUID("b") || store.ImageUUID("a") != store.ImageUUID("a") {
+	if a1, a2 := store.ImageUUID("a"), store.ImageUUID("a"); a1 == store.ImageUUID("b") || a1 != a2 {
 		t.Error("ImageUUID of strings is not a function of the string")
 	}
-	if store.FaceID("a", 0) == store.FaceID("a", 1) || store.FaceID("a", 0) != store.FaceID("a", 0) {
+	if f1, f2 := store.FaceID("a", 0), store.FaceID("a", 0); f1 == store.FaceID("a", 1) || f1 != f2 {
 		t.Error("FaceID is not deterministic and distinct")
 	}
 }

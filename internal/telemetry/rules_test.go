@@ -152,8 +152,9 @@ func TestRulesAndDashboardNameExportedMetrics(t *testing.T) {
 		if notOurs[name] || notOurs[base] {
 			continue
 		}
-		f, ok := exported[name]
+		_, ok := exported[name]
 		if !ok && base != name {
+			var f *dto.MetricFamily
 			f, ok = exported[base]
 			ok = ok && (f.GetType() == dto.MetricType_HISTOGRAM || f.GetType() == dto.MetricType_SUMMARY)
 		}

@@ -149,12 +149,10 @@ func TestPipeline(t *testing.T) {
 			publish(t, ctx, srv.JS, s.event)
 		}
 		// The same images under new event ids: analysed again, upserted.
-		var again []submission
 		for _, s := range subs[:10] {
 			e := events.Event{CloudEvent: s.event.CloudEvent.Clone()}
 			e.CloudEvent.SetID(uuid.NewString())
 			publish(t, ctx, srv.JS, e)
-			again = append(again, s)
 		}
 		waitDrained(t, ctx, srv.JS, 60*time.Second)
 		if n := pipelinetest.Count(t, ctx, db, `SELECT count(*) FROM facestream.images`); n != images {

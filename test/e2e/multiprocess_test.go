@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -33,16 +32,6 @@ type proc struct {
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
 	done chan struct{}
-}
-
-// moduleRoot is the repository root (this file is test/e2e/…).
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("no caller")
-	}
-	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // TestMultiProcess runs the real stage binaries as separate processes
