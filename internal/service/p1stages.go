@@ -90,7 +90,7 @@ func storeFactory(name string) (handlerFactory, bool) {
 			if err != nil {
 				return nil, nil, err
 			}
-			h, err := aggregate.New(store.New(env.DB), env.Blobs, c, nil)
+			h, err := aggregate.New(store.New(env.DB), env.Blobs, c, nil, env.Config.Search.EfSearch)
 			if err != nil {
 				return nil, nil, errors.Join(err, closeCache())
 			}

@@ -406,17 +406,21 @@ ORDER BY f.face_index`, tenant, imageID)
 // MatchSubjects finds, for each vector, the enrolled subject of tenant most
 // similar to it among the reference faces of model (facestream.identify),
 // if its similarity reaches threshold. The result has one entry per vector,
-// nil where no subject matches.
-func (s *Store) MatchSubjects(ctx context.Context, tenant, model string, vectors [][]float32, threshold float32) ([]*events.Match, error) {
+// nil where no subject matches. efSearch is the search's hnsw.ef_search
+// (identify's default, 100, when 0 or less).
+func (s *Store) MatchSubjects(ctx context.Context, tenant, model string, vectors [][]float32, threshold float32, efSearch int) ([]*events.Match, error) {
 	tenant = TenantOf(tenant)
 	out := make([]*events.Match, len(vectors))
 	if len(vectors) == 0 {
 		return out, nil
 	}
+	if efSearch <= 0 {
+		efSearch = 100
+	}
 	var b pgx.Batch
 	for _, v := range vectors {
-		b.Queue(`SELECT subject_id, name, similarity FROM facestream.identify($1, $2, $3, 1, $4)`,
-			tenant, model, pgvector.NewVector(v), float64(threshold))
+		b.Queue(`SELECT subject_id, name, similarity FROM facestream.identify($1, $2, $3, 1, $4, $5)`,
+			tenant, model, pgvector.NewVector(v), float64(threshold), efSearch)
 	}
 	br := s.pool.SendBatch(ctx, &b)
 	defer br.Close()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -252,7 +253,7 @@ func TestMatchSubjects(t *testing.T) {
 	if _, err := s.Pool().Exec(ctx, `UPDATE facestream.faces SET subject_id = $1 WHERE id = $2`, subject, store.FaceID("enrol", 0)); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.MatchSubjects(ctx, "acme", "m4", [][]float32{unit(0, 0.2), unit(2, 0)}, 0.5)
+	got, err := s.MatchSubjects(ctx, "acme", "m4", [][]float32{unit(0, 0.2), unit(2, 0)}, 0.5, 400)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,11 +264,15 @@ func TestMatchSubjects(t *testing.T) {
 		t.Errorf("match 1 = %+v, want none", got[1])
 	}
 	// Another tenant sees no subjects; an unknown model matches nothing.
-	if got, err := s.MatchSubjects(ctx, "other", "m4", [][]float32{unit(0, 0.2)}, 0.5); err != nil || got[0] != nil {
+	if got, err := s.MatchSubjects(ctx, "other", "m4", [][]float32{unit(0, 0.2)}, 0.5, 0); err != nil || got[0] != nil {
 		t.Errorf("other tenant: %v %v", got, err)
 	}
-	if got, err := s.MatchSubjects(ctx, "acme", "nope", [][]float32{unit(0, 0.2)}, 0.5); err != nil || got[0] != nil {
+	if got, err := s.MatchSubjects(ctx, "acme", "nope", [][]float32{unit(0, 0.2)}, 0.5, 0); err != nil || got[0] != nil {
 		t.Errorf("unknown model: %v %v", got, err)
+	}
+	// The ef_search reaches search_faces, which refuses one above 1000.
+	if _, err := s.MatchSubjects(ctx, "acme", "m4", [][]float32{unit(0, 0.2)}, 0.5, 1001); err == nil || !strings.Contains(err.Error(), "ef_search") {
+		t.Errorf("ef_search 1001: err = %v, want search_faces to refuse it", err)
 	}
 }
 

@@ -225,6 +225,35 @@ func TestAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("search.ef_search reaches the database", func(t *testing.T) {
+		// search_faces refuses an ef_search above 1000, so an edge
+		// configured with one fails where one with 400 answers.
+		for _, tc := range []struct {
+			ef   int
+			want int
+		}{{400, http.StatusOK}, {1001, http.StatusInternalServerError}} {
+			cfg := e.cfg
+			cfg.EfSearch = tc.ef
+			deps := e.deps
+			deps.Registerer = nil
+			s, err := api.New(cfg, deps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, path := range []string{"/v1/search", "/v1/subjects/identify"} {
+				jr := jsonReq(http.MethodPost, path, writer, map[string]any{"face_id": analyzed.Faces[0].ID})
+				rec := newRecorder()
+				req, _ := http.NewRequest(jr.method, jr.path, bytes.NewReader(jr.body))
+				req.Header.Set("Content-Type", jr.contentType)
+				req.Header.Set("X-API-Key", writer)
+				s.Handler().ServeHTTP(rec, req)
+				if rec.code != tc.want {
+					t.Errorf("%s with ef_search %d: %d %s, want %d", path, tc.ef, rec.code, rec.body.String(), tc.want)
+				}
+			}
+		}
+	})
+
 	t.Run("batch: per-image results and the similarity matrix", func(t *testing.T) {
 		r := e.do(t, jsonReq(http.MethodPost, "/v1/batch", writer, map[string]any{"images": []string{b64(img1), b64(img2), b64(img19)}}))
 		if r.status != 200 {

@@ -52,19 +52,22 @@ type Handler struct {
 	blobs     *events.BlobStore
 	cache     *resultcache.Cache
 	threshold ThresholdFunc
+	efSearch  int
 	now       func() time.Time
 }
 
 // New returns the aggregate handler. st and blobs are required; cache may
-// be nil (no result cache) and threshold nil (PackThresholds).
-func New(st *store.Store, blobs *events.BlobStore, cache *resultcache.Cache, threshold ThresholdFunc) (*Handler, error) {
+// be nil (no result cache) and threshold nil (PackThresholds). efSearch is
+// the hnsw.ef_search of subject matching (facestream.identify's default
+// when 0 or less).
+func New(st *store.Store, blobs *events.BlobStore, cache *resultcache.Cache, threshold ThresholdFunc, efSearch int) (*Handler, error) {
 	if st == nil || blobs == nil {
 		return nil, errors.New("new aggregate: store and blob store are required")
 	}
 	if threshold == nil {
 		threshold = PackThresholds()
 	}
-	return &Handler{store: st, blobs: blobs, cache: cache, threshold: threshold, now: time.Now}, nil
+	return &Handler{store: st, blobs: blobs, cache: cache, threshold: threshold, efSearch: efSearch, now: time.Now}, nil
 }
 
 // Handle stores one analysed image and publishes its result:
@@ -258,7 +261,7 @@ func (h *Handler) match(ctx context.Context, in events.FacesAnalyzed, faces []ev
 			vecs[j] = faces[i].Embedding.Vector
 		}
 		t0 := time.Now()
-		matches, err := h.store.MatchSubjects(ctx, in.Image.Tenant, model, vecs, threshold)
+		matches, err := h.store.MatchSubjects(ctx, in.Image.Tenant, model, vecs, threshold, h.efSearch)
 		events.ObserveStep(ctx, events.StepDatabase, time.Since(t0))
 		if errors.Is(err, store.ErrInvalid) {
 			return nil, events.Permanent(fmt.Errorf("aggregate: %w", err))

@@ -45,7 +45,7 @@ func newHarness(t *testing.T, ctx context.Context) harness {
 	hs.cache = resultcache.New(resultcache.Config{KV: kv})
 	hs.h, err = aggregate.New(hs.st, hs.blobs, hs.cache, func(pack, model string) (float32, bool) {
 		return 0.5, pack == "dev" && model == "m4"
-	})
+	}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,7 +142,7 @@ func TestAggregateErasedWhileStoring(t *testing.T) {
 			}
 		})
 		return 0.5, true
-	})
+	}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
