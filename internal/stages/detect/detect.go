@@ -119,7 +119,7 @@ func (h *Handler) Handle(ctx context.Context, d *events.Delivery) ([]events.Even
 	}
 	t0 = time.Now()
 	if pic, err = pic.ForCrops(data, found); err != nil {
-		return nil, events.Permanent(fmt.Errorf("detect: decode for crops: %w", err))
+		return h.reject(in, events.RejectCorrupt, err.Error())
 	}
 	events.ObserveStep(ctx, events.StepDecode, time.Since(t0))
 	img, cropFaces := pic.Image(), pic.FromStored(found)
