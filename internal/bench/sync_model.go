@@ -108,15 +108,11 @@ func detectorPasses(svc config.Config, images [][]byte, logger *slog.Logger) (*s
 		t0 := time.Now()
 		// Decoded as the detect stage decodes it: the detector runs on the
 		// reduced picture there, and its second scale depends on it.
-		cfg, err := imaging.DecodeConfig(data)
+		pic, err := face.DecodePicture(data, face.DecodeOptions{MinSide: svc.Detection.DecodeMinSide, Orientation: hdr.Orientation})
 		if err != nil {
 			return models, nil, fmt.Errorf("sync: image %d: %w", i, err)
 		}
-		img, err := imaging.DecodeReduced(data, imaging.DefaultLimits, imaging.Reduction(cfg, svc.Detection.DecodeMinSide))
-		if err != nil {
-			return models, nil, fmt.Errorf("sync: image %d: %w", i, err)
-		}
-		img = img.Orient(hdr.Orientation)
+		img := pic.Image()
 		infos[i].decodeMS = ms(time.Since(t0))
 		infos[i].pixels = img.Width() * img.Height()
 		before, err := modelRuns(reg)
