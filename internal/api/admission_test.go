@@ -139,9 +139,9 @@ func TestSubmitIntoAFullWorkStream(t *testing.T) {
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	img := testJPEG(t)
-	post := func() *http.Response {
+	post := func(path string) *http.Response {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, ts.URL+"/v1/images", bytes.NewReader(img))
+		req, err := http.NewRequest(http.MethodPost, ts.URL+path, bytes.NewReader(img))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,12 +154,12 @@ func TestSubmitIntoAFullWorkStream(t *testing.T) {
 		t.Cleanup(func() { resp.Body.Close() })
 		return resp
 	}
-	if resp := post(); resp.StatusCode != http.StatusAccepted {
+	if resp := post("/v1/images"); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("first image: %d", resp.StatusCode)
 	}
 	fill(t, srv, events.SubjectImageSubmitted, 99) // another producer fills image.submitted
 
-	resp := post()
+	resp := post("/v1/images")
 	var p Problem
 	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
 		t.Fatal(err)
@@ -193,19 +193,9 @@ func TestSubmitIntoAFullWorkStream(t *testing.T) {
 	// refuses at once (backlog), the synchronous ones included.
 	s.adm.every = 0
 	for _, path := range []string{"/v1/images", "/v1/analyze"} {
-		req, err := http.NewRequest(http.MethodPost, ts.URL+path, bytes.NewReader(img))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "image/jpeg")
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := post(path)
 		var p Problem
-		err = json.NewDecoder(resp.Body).Decode(&p)
-		resp.Body.Close()
+		err := json.NewDecoder(resp.Body).Decode(&p)
 		if err != nil || resp.StatusCode != http.StatusServiceUnavailable || p.Code != CodeOverloaded || resp.Header.Get("Retry-After") == "" {
 			t.Errorf("POST %s into a full stream: %d %+v (%v), Retry-After %q; want 503 overloaded", path, resp.StatusCode, p, err, resp.Header.Get("Retry-After"))
 		}
