@@ -232,21 +232,14 @@ func TestAPI(t *testing.T) {
 			ef   int
 			want int
 		}{{400, http.StatusOK}, {1001, http.StatusInternalServerError}} {
-			cfg := e.cfg
-			cfg.EfSearch = tc.ef
-			deps := e.deps
-			deps.Registerer = nil
-			s, err := api.New(cfg, deps)
-			if err != nil {
-				t.Fatal(err)
-			}
+			h := e.handlerWith(t, func(c *api.Config) { c.EfSearch = tc.ef })
 			for _, path := range []string{"/v1/search", "/v1/subjects/identify"} {
 				jr := jsonReq(http.MethodPost, path, writer, map[string]any{"face_id": analyzed.Faces[0].ID})
 				rec := newRecorder()
 				req, _ := http.NewRequest(jr.method, jr.path, bytes.NewReader(jr.body))
 				req.Header.Set("Content-Type", jr.contentType)
 				req.Header.Set("X-API-Key", writer)
-				s.Handler().ServeHTTP(rec, req)
+				h.ServeHTTP(rec, req)
 				if rec.code != tc.want {
 					t.Errorf("%s with ef_search %d: %d %s, want %d", path, tc.ef, rec.code, rec.body.String(), tc.want)
 				}
@@ -465,19 +458,12 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("a slow analysis answers 504", func(t *testing.T) {
-		cfg := e.cfg
-		cfg.AnalyzeTimeout = time.Millisecond
-		deps := e.deps
-		deps.Registerer = nil
-		s, err := api.New(cfg, deps)
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := e.handlerWith(t, func(c *api.Config) { c.AnalyzeTimeout = time.Millisecond })
 		rec := newRecorder()
 		req, _ := http.NewRequest(http.MethodPost, "/v1/analyze", bytes.NewReader(img9))
 		req.Header.Set("Content-Type", "image/jpeg")
 		req.Header.Set("X-API-Key", writer)
-		s.Handler().ServeHTTP(rec, req)
+		h.ServeHTTP(rec, req)
 		if rec.code != http.StatusGatewayTimeout || !strings.Contains(rec.body.String(), `"code":"timeout"`) {
 			t.Errorf("%d %s", rec.code, rec.body.String())
 		}

@@ -116,6 +116,21 @@ func start(t *testing.T, cfg api.Config) *env {
 	return e
 }
 
+// handlerWith is a second edge over the same pipeline and database, with
+// e's configuration changed by change. It registers no metrics: e's edge
+// has them.
+func (e *env) handlerWith(t *testing.T, change func(*api.Config)) http.Handler {
+	t.Helper()
+	cfg, deps := e.cfg, e.deps
+	change(&cfg)
+	deps.Registerer = nil
+	s, err := api.New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Handler()
+}
+
 // key creates an API key of tenant with scopes.
 func (e *env) key(tenant string, rateLimit int, scopes ...string) string {
 	e.t.Helper()
