@@ -82,6 +82,17 @@ type SearchPoint struct {
 	// those of them that were not in shared_buffers (read from the OS).
 	IndexBlocks     float64 `json:"index_blocks"`
 	IndexBlocksRead float64 `json:"index_blocks_read"`
+	// FirstWalkP50MS and FirstWalkP95MS time the same searches with
+	// pgvector's iterative scan off (search_faces' query and settings but
+	// hnsw.iterative_scan, which search_faces sets to strict_order so that
+	// its filters still fill k rows), interleaved with the timed searches
+	// query by query so that both see the same machine: what the iterative
+	// scan's bookkeeping costs a search that never needs a second batch.
+	// FirstWalkSame is the share of the queries for which the two returned
+	// the same faces in the same order. Not measured for halfvec indexes.
+	FirstWalkP50MS float64 `json:"first_walk_p50_ms,omitempty"`
+	FirstWalkP95MS float64 `json:"first_walk_p95_ms,omitempty"`
+	FirstWalkSame  float64 `json:"first_walk_same,omitempty"`
 }
 
 const searchTenant = "bench"
@@ -416,13 +427,17 @@ func (s *SearchResult) markdown(b *strings.Builder) {
 	for _, r := range s.Indexes {
 		fmt.Fprintf(b, "| %s | %.1f | %.0f | %.2f → %.2f |\n", r.Index.label(), r.BuildSeconds, float64(r.Bytes)/(1<<20), r.LoadBefore, r.LoadAfter)
 	}
-	b.WriteString("\n| index | ef_search | p50 ms | p95 ms | mean ms | recall@10 | worst query | identity recall | index blocks/query (not in shared_buffers) |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| index | ef_search | p50 ms | p95 ms | mean ms | recall@10 | worst query | identity recall | index blocks/query (not in shared_buffers) | iterative scan off: p50 / p95 ms (same rows) |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range s.Indexes {
 		for _, p := range r.Points {
-			fmt.Fprintf(b, "| %s | %d | %.2f | %.2f | %.2f | %.3f | %.1f | %.3f | %.0f (%.0f) |\n", r.Index, p.EfSearch, p.P50MS, p.P95MS, p.MeanMS, p.Recall10, p.MinRecall, p.IdentityRecall, p.IndexBlocks, p.IndexBlocksRead)
+			firstWalk := "—"
+			if p.FirstWalkP50MS > 0 {
+				firstWalk = fmt.Sprintf("%.2f / %.2f (%.0f %%)", p.FirstWalkP50MS, p.FirstWalkP95MS, 100*p.FirstWalkSame)
+			}
+			fmt.Fprintf(b, "| %s | %d | %.2f | %.2f | %.2f | %.3f | %.1f | %.3f | %.0f (%.0f) | %s |\n", r.Index, p.EfSearch, p.P50MS, p.P95MS, p.MeanMS, p.Recall10, p.MinRecall, p.IdentityRecall, p.IndexBlocks, p.IndexBlocksRead, firstWalk)
 		}
 	}
-	b.WriteString("\n")
+	b.WriteString("\nIterative scan off: the same searches with `search_faces`' query and settings but pgvector's `hnsw.iterative_scan` off (`search_faces` sets `strict_order`, so that its filters still fill k rows), timed query by query between the measured ones: what the iterative scan costs a search that needs no second batch. The share of queries that got the same rows in the same order in brackets.\n\n")
 	for _, r := range s.Indexes {
 		if r.Index.Halfvec {
 			b.WriteString("halfvec indexes are searched with search_faces_query's SQL cast to halfvec and search_faces' hnsw settings (search_faces casts to vector, so it cannot use them).\n\n")

@@ -162,6 +162,10 @@ type searchQuery struct {
 	// search_faces_query's parameters.
 	plan    string
 	halfvec bool
+	// firstWalk is plan as a top-10 face_id query, which the benchmark runs
+	// under search_faces' settings but with hnsw.iterative_scan off (empty
+	// for a halfvec index).
+	firstWalk string
 }
 
 func newSearchQuery(ctx context.Context, conn *pgxpool.Conn, c SearchIndex, model string, dim int) (searchQuery, error) {
@@ -171,8 +175,9 @@ func newSearchQuery(ctx context.Context, conn *pgxpool.Conn, c SearchIndex, mode
 	}
 	if !c.Halfvec {
 		return searchQuery{
-			sql:  `SELECT face_id FROM facestream.search_faces(p_tenant => $1, p_model => $2, p_query => $3, p_k => 10, p_ef_search => $4)`,
-			plan: q,
+			sql:       `SELECT face_id FROM facestream.search_faces(p_tenant => $1, p_model => $2, p_query => $3, p_k => 10, p_ef_search => $4)`,
+			plan:      q,
+			firstWalk: `SELECT face_id FROM (` + q + `) s`,
 		}, nil
 	}
 	cast := fmt.Sprintf("::vector(%d)", dim)
@@ -202,14 +207,17 @@ func (q searchQuery) planArgs(tenant string, v []float32) []any {
 // prepare readies conn's session for a sweep at ef: a halfvec query runs
 // without search_faces, so the session gets the hnsw settings search_faces
 // sets for each call (ef_search raised to k, strict-order iterative scan,
-// no JIT).
+// no JIT). For any other index the session gets the settings of the
+// first-walk comparison: the same but with the iterative scan off
+// (search_faces' own SET clauses override them for its calls).
 func (q searchQuery) prepare(ctx context.Context, conn *pgxpool.Conn, ef int) error {
+	iterative := "strict_order"
 	if !q.halfvec {
-		return nil
+		iterative = "off"
 	}
 	for _, s := range []string{
 		fmt.Sprintf("SET hnsw.ef_search = %d", max(ef, 10)),
-		"SET hnsw.iterative_scan = strict_order",
+		"SET hnsw.iterative_scan = " + iterative,
 		"SET jit = off",
 	} {
 		if _, err := conn.Exec(ctx, s); err != nil {
@@ -281,25 +289,60 @@ func measureIndex(ctx context.Context, conn *pgxpool.Conn, c SearchIndex, model 
 			return nil, err
 		}
 		for pass := range 2 {
-			var lat []time.Duration
+			var lat, walkLat []time.Duration
 			var recalls, idRecalls []float64
+			same := 0
+			// The timed pass interleaves the first-walk comparison; its
+			// index blocks are counted apart.
+			var walkHit, walkRead int64
 			hit0, read0, err := indexBlocks(ctx, conn, index)
 			if err != nil {
 				return nil, err
 			}
+			// firstWalk times the comparison search of query i.
+			firstWalk := func(i int) ([]uuid.UUID, error) {
+				h0, r0, err := indexBlocks(ctx, conn, index)
+				if err != nil {
+					return nil, err
+				}
+				got, d, err := timedSearch(ctx, conn, q.firstWalk, q.planArgs(searchTenant, queries[i]))
+				if err != nil {
+					return nil, err
+				}
+				h1, r1, err := indexBlocks(ctx, conn, index)
+				if err != nil {
+					return nil, err
+				}
+				walkHit, walkRead = walkHit+h1-h0, walkRead+r1-r0
+				walkLat = append(walkLat, d)
+				return got, nil
+			}
 			for i, qv := range queries {
-				t0 := time.Now()
-				rows, err := conn.Query(ctx, q.sql, q.args(searchTenant, model, qv, ef)...)
-				if err != nil {
-					return nil, fmt.Errorf("search bench: search: %w", err)
+				// Every other query runs the comparison first, so that
+				// neither side always finds the other's pages in the
+				// CPU caches.
+				compare := pass == 1 && q.firstWalk != ""
+				var other []uuid.UUID
+				if compare && i%2 == 1 {
+					if other, err = firstWalk(i); err != nil {
+						return nil, err
+					}
 				}
-				got, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+				got, d, err := timedSearch(ctx, conn, q.sql, q.args(searchTenant, model, qv, ef))
 				if err != nil {
-					return nil, fmt.Errorf("search bench: search: %w", err)
+					return nil, err
 				}
-				lat = append(lat, time.Since(t0))
+				lat = append(lat, d)
 				recalls = append(recalls, truth[i].recall(got))
 				idRecalls = append(idRecalls, truth[i].identityRecall(got, identities[i]))
+				if compare && i%2 == 0 {
+					if other, err = firstWalk(i); err != nil {
+						return nil, err
+					}
+				}
+				if compare && slices.Equal(got, other) {
+					same++
+				}
 			}
 			if pass == 0 {
 				continue
@@ -311,7 +354,12 @@ func measureIndex(ctx context.Context, conn *pgxpool.Conn, c SearchIndex, model 
 			l := summarize(lat)
 			n := float64(len(queries))
 			p := SearchPoint{EfSearch: ef, P50MS: l.P50, P95MS: l.P95, MeanMS: l.Mean, MinRecall: slices.Min(recalls),
-				IndexBlocks: float64(hit1+read1-hit0-read0) / n, IndexBlocksRead: float64(read1-read0) / n}
+				IndexBlocks:     float64(hit1+read1-hit0-read0-walkHit-walkRead) / n,
+				IndexBlocksRead: float64(read1-read0-walkRead) / n}
+			if len(walkLat) > 0 {
+				wl := summarize(walkLat)
+				p.FirstWalkP50MS, p.FirstWalkP95MS, p.FirstWalkSame = wl.P50, wl.P95, float64(same)/n
+			}
 			for _, x := range recalls {
 				p.Recall10 += x / float64(len(recalls))
 			}
@@ -330,10 +378,8 @@ func measureIndex(ctx context.Context, conn *pgxpool.Conn, c SearchIndex, model 
 			break
 		}
 	}
-	if q.halfvec {
-		if _, err := conn.Exec(ctx, "RESET hnsw.ef_search; RESET hnsw.iterative_scan; RESET jit"); err != nil {
-			return nil, fmt.Errorf("search bench: reset: %w", err)
-		}
+	if _, err := conn.Exec(ctx, "RESET hnsw.ef_search; RESET hnsw.iterative_scan; RESET jit"); err != nil {
+		return nil, fmt.Errorf("search bench: reset: %w", err)
 	}
 	if drop {
 		if _, err := conn.Exec(ctx, "DROP INDEX facestream."+pgx.Identifier{index}.Sanitize()); err != nil {
@@ -341,6 +387,21 @@ func measureIndex(ctx context.Context, conn *pgxpool.Conn, c SearchIndex, model 
 		}
 	}
 	return r, nil
+}
+
+// timedSearch runs one top-10 query and returns the face ids it found and
+// how long it took, rows read included.
+func timedSearch(ctx context.Context, conn *pgxpool.Conn, sql string, args []any) ([]uuid.UUID, time.Duration, error) {
+	t0 := time.Now()
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("search bench: search: %w", err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, 0, fmt.Errorf("search bench: search: %w", err)
+	}
+	return got, time.Since(t0), nil
 }
 
 // label is c for the report's build table.

@@ -120,6 +120,17 @@ func TestRunSearchIndexes(t *testing.T) {
 		if r.Chosen == nil {
 			t.Errorf("%s: no ef_search chosen", r.Index)
 		}
+		// Without the iterative scan the first walk returns what the first
+		// batch of search_faces' strict_order scan does: the same rows.
+		for _, p := range r.Points {
+			switch {
+			case r.Index.Halfvec && p.FirstWalkP50MS != 0:
+				t.Errorf("%s at ef_search %d: a first-walk comparison was timed for a halfvec index", r.Index, p.EfSearch)
+			case !r.Index.Halfvec && (p.FirstWalkP50MS <= 0 || p.FirstWalkSame != 1):
+				t.Errorf("%s at ef_search %d: first-walk comparison p50 %.3f ms, same rows for %.2f of the queries; want timed, and all the same",
+					r.Index, p.EfSearch, p.FirstWalkP50MS, p.FirstWalkSame)
+			}
+		}
 	}
 	if _, err := os.Stat("/proc/loadavg"); err == nil && prod.LoadBefore == 0 {
 		t.Errorf("no load average recorded")
