@@ -83,7 +83,7 @@ type SearchPoint struct {
 	IndexBlocks     float64 `json:"index_blocks"`
 	IndexBlocksRead float64 `json:"index_blocks_read"`
 	// FirstWalkP50MS and FirstWalkP95MS time the same searches with
-	// pgvector's iterative scan off (search_faces' query and settings but
+	// pgvector's iterative scan off (search_faces' query and settings except
 	// hnsw.iterative_scan, which search_faces sets to strict_order so that
 	// its filters still fill k rows), interleaved with the timed searches
 	// query by query so that both see the same machine: what the iterative
