@@ -317,11 +317,10 @@ func measureIndex(ctx context.Context, conn *pgxpool.Conn, c SearchIndex, model 
 				walkLat = append(walkLat, d)
 				return got, nil
 			}
+			// Every other query runs the comparison first, so that neither
+			// side always finds the other's pages in the CPU caches.
+			compare := pass == 1 && q.firstWalk != ""
 			for i, qv := range queries {
-				// Every other query runs the comparison first, so that
-				// neither side always finds the other's pages in the
-				// CPU caches.
-				compare := pass == 1 && q.firstWalk != ""
 				var other []uuid.UUID
 				if compare && i%2 == 1 {
 					if other, err = firstWalk(i); err != nil {
